@@ -1,0 +1,133 @@
+namespace TxCoord.Contracts;
+
+// The wire format. MassTransit names each message on the wire by namespace and type name
+// (urn:message:TxCoord.Contracts:<TypeName>): never move or rename these types; add
+// properties only, with defaults that old senders leave out. A test pins the names.
+
+// ---- initiator -> coordinator -------------------------------------------------------
+
+/// <summary>
+/// Asks the coordinator to commit a transaction whose work is done. The initiator names
+/// every participant that did work. Request/response: answered by <see cref="TransactionCompleted"/>.
+/// </summary>
+public sealed record CommitTransaction
+{
+    public required TransactionId TransactionId { get; init; }
+    public required IReadOnlyList<ParticipantId> Participants { get; init; }
+    public CommitProtocol Protocol { get; init; } = CommitProtocol.TwoPhase;
+
+    /// <summary>When the whole transaction must be decided by; past it, the coordinator aborts.</summary>
+    public DateTimeOffset Deadline { get; init; }
+}
+
+/// <summary>Asks the coordinator to abort a transaction. Answered by <see cref="TransactionCompleted"/>.</summary>
+public sealed record RollbackTransaction
+{
+    public required TransactionId TransactionId { get; init; }
+    public required IReadOnlyList<ParticipantId> Participants { get; init; }
+    public string? Reason { get; init; }
+}
+
+/// <summary>The coordinator's answer to <see cref="CommitTransaction"/> and <see cref="RollbackTransaction"/>.</summary>
+public sealed record TransactionCompleted
+{
+    public required TransactionId TransactionId { get; init; }
+    public required TransactionOutcome Outcome { get; init; }
+    public string? Reason { get; init; }
+}
+
+/// <summary>
+/// Asks what became of a transaction. Sent by initiators that lost a reply and by prepared
+/// participants waiting for a decision. Answered by <see cref="TransactionOutcomeReported"/>.
+/// </summary>
+public sealed record GetTransactionOutcome
+{
+    public required TransactionId TransactionId { get; init; }
+    public ParticipantId? Participant { get; init; }
+}
+
+/// <summary>The coordinator's answer to <see cref="GetTransactionOutcome"/>.</summary>
+public sealed record TransactionOutcomeReported
+{
+    public required TransactionId TransactionId { get; init; }
+    public required TransactionOutcome Outcome { get; init; }
+}
+
+// ---- initiator -> participant -------------------------------------------------------
+// Work messages are the application's own types. The SDK sends them with these headers and
+// the participant answers with WorkCompleted.
+
+/// <summary>Header names carried by every work message.</summary>
+public static class TxCoordHeaders
+{
+    public const string TransactionId = "TxCoord-TransactionId";
+    public const string CoordinatorId = "TxCoord-CoordinatorId";
+    public const string BranchTimeoutMs = "TxCoord-BranchTimeoutMs";
+}
+
+/// <summary>A participant's answer to one work message.</summary>
+public sealed record WorkCompleted
+{
+    public required TransactionId TransactionId { get; init; }
+    public required ParticipantId Participant { get; init; }
+    public required bool Succeeded { get; init; }
+
+    /// <summary>Why the work was refused or failed; null when it succeeded.</summary>
+    public string? Reason { get; init; }
+}
+
+// ---- coordinator -> participant -----------------------------------------------------
+
+/// <summary>Phase 1: prepare the branch and vote (answered by <see cref="BranchVoted"/>).</summary>
+public sealed record PrepareBranch
+{
+    public required TransactionId TransactionId { get; init; }
+    public required CoordinatorId Coordinator { get; init; }
+    public required ParticipantId Participant { get; init; }
+    public CommitProtocol Protocol { get; init; } = CommitProtocol.TwoPhase;
+
+    /// <summary>Every participant of the transaction, so a participant can reach its peers.</summary>
+    public IReadOnlyList<ParticipantId> Participants { get; init; } = [];
+}
+
+/// <summary>Phase 2: commit the prepared branch (answered by <see cref="BranchCommitted"/>).</summary>
+public sealed record CommitBranch
+{
+    public required TransactionId TransactionId { get; init; }
+    public required CoordinatorId Coordinator { get; init; }
+    public required ParticipantId Participant { get; init; }
+}
+
+/// <summary>Abort the branch, whether it is working, prepared or not yet started (answered by <see cref="BranchAborted"/>).</summary>
+public sealed record AbortBranch
+{
+    public required TransactionId TransactionId { get; init; }
+    public required CoordinatorId Coordinator { get; init; }
+    public required ParticipantId Participant { get; init; }
+    public string? Reason { get; init; }
+}
+
+// ---- participant -> coordinator -----------------------------------------------------
+
+/// <summary>A participant's vote.</summary>
+public sealed record BranchVoted
+{
+    public required TransactionId TransactionId { get; init; }
+    public required ParticipantId Participant { get; init; }
+    public required Vote Vote { get; init; }
+    public string? Reason { get; init; }
+}
+
+/// <summary>A participant's acknowledgement that its branch committed.</summary>
+public sealed record BranchCommitted
+{
+    public required TransactionId TransactionId { get; init; }
+    public required ParticipantId Participant { get; init; }
+}
+
+/// <summary>A participant's acknowledgement that its branch rolled back (or never existed).</summary>
+public sealed record BranchAborted
+{
+    public required TransactionId TransactionId { get; init; }
+    public required ParticipantId Participant { get; init; }
+}
