@@ -1,0 +1,52 @@
+namespace TxCoord.Coordinator;
+
+/// <summary>
+/// Settings of one coordinator node. Validated when the host starts; an invalid value stops the
+/// start with a message naming the setting.
+/// </summary>
+public sealed class CoordinatorOptions
+{
+    /// <summary>Default of <see cref="VoteTimeout"/>: 10 seconds.</summary>
+    public static readonly TimeSpan DefaultVoteTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>Default of <see cref="DefaultTransactionTimeout"/>: 60 seconds.</summary>
+    public static readonly TimeSpan DefaultDefaultTransactionTimeout = TimeSpan.FromSeconds(60);
+
+    /// <summary>Default of <see cref="RedriveInitialInterval"/>: 1 second.</summary>
+    public static readonly TimeSpan DefaultRedriveInitialInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>Default of <see cref="RedriveMaxInterval"/>: 30 seconds.</summary>
+    public static readonly TimeSpan DefaultRedriveMaxInterval = TimeSpan.FromSeconds(30);
+
+    /// <summary>Default of <see cref="TickInterval"/>: 100 milliseconds.</summary>
+    public static readonly TimeSpan DefaultTickInterval = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// The node's name: part of its queue name (<c>txcoord-coordinator-&lt;id&gt;</c>), of every
+    /// GID its participants prepare and of its journal rows. 1 to 40 characters of letters,
+    /// digits, '_', '.' or '-'. Required, and must not change while transactions are unfinished.
+    /// </summary>
+    public string CoordinatorId { get; set; } = "";
+
+    /// <summary>Npgsql connection string of the journal database. Required.</summary>
+    public string JournalConnectionString { get; set; } = "";
+
+    /// <summary>How long after the commit request every participant must have voted; past it the transaction aborts.</summary>
+    public TimeSpan VoteTimeout { get; set; } = DefaultVoteTimeout;
+
+    /// <summary>The transaction deadline when the commit request carries none.</summary>
+    public TimeSpan DefaultTransactionTimeout { get; set; } = DefaultDefaultTransactionTimeout;
+
+    /// <summary>
+    /// First wait before phase 2 is re-driven to participants that have not acknowledged (and
+    /// before a failed commit-decision write is retried); doubled at each attempt up to
+    /// <see cref="RedriveMaxInterval"/>.
+    /// </summary>
+    public TimeSpan RedriveInitialInterval { get; set; } = DefaultRedriveInitialInterval;
+
+    /// <summary>The longest wait between two re-drives (or decision-write retries).</summary>
+    public TimeSpan RedriveMaxInterval { get; set; } = DefaultRedriveMaxInterval;
+
+    /// <summary>How often deadlines and re-drives are checked.</summary>
+    public TimeSpan TickInterval { get; set; } = DefaultTickInterval;
+}

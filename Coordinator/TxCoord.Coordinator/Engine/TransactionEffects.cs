@@ -1,0 +1,34 @@
+using TxCoord.Contracts;
+
+namespace TxCoord.Coordinator.Engine;
+
+/// <summary>What the driver must do after a transition. The engine never does it itself.</summary>
+internal abstract record TransactionEffect;
+
+/// <summary>Send <c>PrepareBranch</c> to the participant.</summary>
+internal sealed record SendPrepare(ParticipantId Participant) : TransactionEffect;
+
+/// <summary>
+/// Force the commit decision to the journal (idempotent insert-if-absent). The driver answers
+/// with <see cref="DecisionDurable"/> or <see cref="DecisionWriteFailed"/>. No commit leaves the
+/// coordinator and the initiator hears nothing until then.
+/// </summary>
+internal sealed record ForceCommitDecision : TransactionEffect;
+
+/// <summary>Send <c>CommitBranch</c> to the participant.</summary>
+internal sealed record SendCommit(ParticipantId Participant) : TransactionEffect;
+
+/// <summary>Send <c>AbortBranch</c> to the participant.</summary>
+internal sealed record SendAbort(ParticipantId Participant, string Reason) : TransactionEffect;
+
+/// <summary>Record the abort in the journal, unforced: losing it changes nothing (presumed abort).</summary>
+internal sealed record RecordAbort(string Reason) : TransactionEffect;
+
+/// <summary>Record that every participant committed, unforced: losing it only causes a harmless re-drive.</summary>
+internal sealed record RecordEnd : TransactionEffect;
+
+/// <summary>Record one participant's commit acknowledgement, unforced: losing it only causes a harmless re-send.</summary>
+internal sealed record RecordAck(ParticipantId Participant) : TransactionEffect;
+
+/// <summary>Answer the initiator(s) waiting for this transaction with <c>TransactionCompleted</c>.</summary>
+internal sealed record ReplyToInitiator(TransactionOutcome Outcome, string? Reason) : TransactionEffect;

@@ -1,0 +1,48 @@
+using System.Collections.Immutable;
+using TxCoord.Contracts;
+
+namespace TxCoord.Coordinator.Engine;
+
+/// <summary>Something that happened to a transaction: a message, a journal result or the passing of time.</summary>
+internal abstract record TransactionEvent;
+
+/// <summary>
+/// The initiator asks to commit. Starts a transaction; for a transaction already known it is a
+/// duplicate (answered with the outcome once there is one).
+/// </summary>
+/// <param name="Deadline">When the transaction must be decided by; null for the configured default.</param>
+internal sealed record CommitRequested(ImmutableArray<ParticipantId> Participants, DateTimeOffset? Deadline) : TransactionEvent;
+
+/// <summary>The initiator asks to abort.</summary>
+internal sealed record RollbackRequested(string? Reason) : TransactionEvent;
+
+internal sealed record VoteReceived(ParticipantId Participant, Vote Vote, string? Reason) : TransactionEvent;
+
+internal sealed record CommitAcknowledged(ParticipantId Participant) : TransactionEvent;
+
+internal sealed record AbortAcknowledged(ParticipantId Participant) : TransactionEvent;
+
+/// <summary>The journal confirmed that the commit decision is durable.</summary>
+internal sealed record DecisionDurable : TransactionEvent;
+
+/// <summary>
+/// The commit decision write failed or its outcome is unknown (a timeout, a lost connection).
+/// It may have been durable all the same, so this never aborts: the write is retried.
+/// </summary>
+internal sealed record DecisionWriteFailed(string Error) : TransactionEvent;
+
+/// <summary>Time passed: deadlines and re-drives are checked against the <c>now</c> given with it.</summary>
+internal sealed record Tick : TransactionEvent;
+
+/// <summary>
+/// A journal row in state 'committing' found at start: the commit decision is durable, phase 2
+/// must be finished. Starts a transaction directly in <see cref="TransactionPhase.Committing"/>.
+/// </summary>
+/// <param name="Participants">The participants that must commit (the Yes voters).</param>
+/// <param name="Acknowledged">Those already known to have committed.</param>
+internal sealed record Recovered(
+    CommitProtocol Protocol,
+    ImmutableArray<ParticipantId> Participants,
+    ImmutableArray<ParticipantId> Acknowledged,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset DecidedAt) : TransactionEvent;

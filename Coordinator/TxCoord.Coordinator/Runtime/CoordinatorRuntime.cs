@@ -1,0 +1,645 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using MassTransit;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using TxCoord.Contracts;
+using TxCoord.Coordinator.Engine;
+using TxCoord.Coordinator.Journal;
+
+namespace TxCoord.Coordinator.Runtime;
+
+/// <summary>
+/// The driver around the pure engine: keeps the transactions in flight in memory, turns
+/// messages, journal results and time into engine events, and carries out the effects (bus
+/// sends, journal writes, replies). One transaction is handled by one caller at a time; the
+/// ones that end are dropped from memory, the journal answers for them afterwards.
+/// </summary>
+internal sealed class CoordinatorRuntime
+{
+    /// <summary>Re-drives after which a transaction still committing is reported as stuck.</summary>
+    internal const int StuckAfterRedrives = 5;
+
+    private const string PresumedAbortReason = "presumed abort: the coordinator does not know this transaction";
+
+    private readonly ConcurrentDictionary<TransactionId, Entry> _entries = new();
+    private readonly TransactionEngine _engine;
+    private readonly ITransactionJournal _journal;
+    private readonly ICoordinatorTransport _transport;
+    private readonly TimeProvider _time;
+    private readonly ILogger<CoordinatorRuntime> _logger;
+
+    public CoordinatorRuntime(
+        IOptions<CoordinatorOptions> options,
+        ITransactionJournal journal,
+        ICoordinatorTransport transport,
+        TimeProvider time,
+        ILogger<CoordinatorRuntime> logger)
+    {
+        Options = options.Value;
+        Id = new CoordinatorId(Options.CoordinatorId);
+        _engine = new TransactionEngine(EngineSettings.From(Options));
+        _journal = journal;
+        _transport = transport;
+        _time = time;
+        _logger = logger;
+    }
+
+    public CoordinatorId Id { get; }
+
+    public CoordinatorOptions Options { get; }
+
+    /// <summary>How many transactions are held in memory (preparing, deciding or committing).</summary>
+    public int InFlightCount => _entries.Count(e => e.Value.State is { IsTerminal: false });
+
+    /// <summary>A snapshot of one transaction's state, or null when it is not in memory.</summary>
+    public TransactionState? Find(TransactionId transactionId) =>
+        _entries.TryGetValue(transactionId, out var entry) ? entry.State : null;
+
+    // ---- bus handlers --------------------------------------------------------------------
+
+    public Task HandleCommitAsync(ConsumeContext<CommitTransaction> context) =>
+        CommitAsync(context.Message, ReplyTarget.From(context), context.CancellationToken);
+
+    public Task HandleRollbackAsync(ConsumeContext<RollbackTransaction> context) =>
+        RollbackAsync(context.Message, ReplyTarget.From(context), context.CancellationToken);
+
+    public async Task HandleGetOutcomeAsync(ConsumeContext<GetTransactionOutcome> context)
+    {
+        var outcome = await GetOutcomeAsync(context.Message, context.CancellationToken);
+        await context.RespondAsync(new TransactionOutcomeReported { TransactionId = context.Message.TransactionId, Outcome = outcome });
+    }
+
+    public Task HandleVoteAsync(ConsumeContext<BranchVoted> context) => VoteAsync(context.Message, context.CancellationToken);
+
+    public Task HandleCommittedAsync(ConsumeContext<BranchCommitted> context) =>
+        CommitAcknowledgedAsync(context.Message, context.CancellationToken);
+
+    public Task HandleAbortedAsync(ConsumeContext<BranchAborted> context) =>
+        AbortAcknowledgedAsync(context.Message, context.CancellationToken);
+
+    // ---- the messages, without the bus ----------------------------------------------------
+
+    /// <summary>
+    /// A commit request. New: prepare every participant. Known: a duplicate, answered with the
+    /// outcome once there is one. Finished (only the journal knows it): answered from the journal.
+    /// </summary>
+    public Task CommitAsync(CommitTransaction message, ReplyTarget? replyTo, CancellationToken cancellationToken)
+    {
+        var id = message.TransactionId;
+        var participants = (message.Participants ?? []).ToImmutableArray();
+        var request = new CommitRequested(participants, message.Deadline == default ? null : message.Deadline);
+        return WithEntryAsync(id, async entry =>
+        {
+            entry.AddReplyTarget(replyTo);
+            if (entry.State is not null)
+            {
+                await ApplyAsync(entry, request, cancellationToken);
+                return;
+            }
+
+            var known = await _journal.FindAsync(id, cancellationToken);
+            if (known is not null)
+            {
+                var outcome = known.IsCommit ? TransactionOutcome.Committed : TransactionOutcome.Aborted;
+                Log.RequestForFinished(_logger, id, nameof(CommitTransaction), outcome);
+                if (known.IsCommit)
+                {
+                    await ReplyAsync(entry, id, TransactionOutcome.Committed, null, cancellationToken);
+                }
+                else
+                {
+                    // Its participants may still hold the work: tell them again.
+                    await RunAsync(entry, TransactionEngine.AbortUnknown(id, message.Protocol, participants, known.Reason ?? "aborted", Now), cancellationToken);
+                }
+
+                return;
+            }
+
+            Log.CommitRequested(_logger, id, message.Protocol, Join(participants));
+            await RunAsync(entry, _engine.Begin(id, message.Protocol, request, Now), cancellationToken);
+        }, cancellationToken);
+    }
+
+    /// <summary>
+    /// A rollback request. Aborts a transaction still preparing; after the commit decision it is
+    /// answered Committed. For a transaction the coordinator does not hold: Committed when the
+    /// journal says so, otherwise every named participant is told to abort and the answer is Aborted.
+    /// </summary>
+    public Task RollbackAsync(RollbackTransaction message, ReplyTarget? replyTo, CancellationToken cancellationToken)
+    {
+        var id = message.TransactionId;
+        return WithEntryAsync(id, async entry =>
+        {
+            entry.AddReplyTarget(replyTo);
+            Log.RollbackRequested(_logger, id, message.Reason ?? "");
+            if (entry.State is not null)
+            {
+                await ApplyAsync(entry, new RollbackRequested(message.Reason), cancellationToken);
+                return;
+            }
+
+            var known = await _journal.FindAsync(id, cancellationToken);
+            if (known is { IsCommit: true })
+            {
+                Log.RequestForFinished(_logger, id, nameof(RollbackTransaction), TransactionOutcome.Committed);
+                await ReplyAsync(entry, id, TransactionOutcome.Committed, "rollback refused: the transaction had already decided commit", cancellationToken);
+                return;
+            }
+
+            var reason = string.IsNullOrWhiteSpace(message.Reason) ? "rollback requested by the initiator" : $"rollback requested: {message.Reason}";
+            await RunAsync(entry, TransactionEngine.AbortUnknown(id, CommitProtocol.TwoPhase, message.Participants ?? [], reason, Now), cancellationToken);
+        }, cancellationToken);
+    }
+
+    /// <summary>
+    /// What became of a transaction: Pending while it prepares or its decision is being forced,
+    /// Committed once the decision is durable, otherwise Aborted. A transaction nobody knows is
+    /// Aborted by presumption, and that answer is recorded so a commit request arriving later
+    /// cannot contradict it.
+    /// </summary>
+    public async Task<TransactionOutcome> GetOutcomeAsync(GetTransactionOutcome message, CancellationToken cancellationToken)
+    {
+        var id = message.TransactionId;
+        var outcome = TransactionOutcome.Aborted;
+        await WithEntryAsync(id, async entry =>
+        {
+            if (entry.State is { } state)
+            {
+                outcome = state.Phase switch
+                {
+                    TransactionPhase.Preparing or TransactionPhase.Deciding => TransactionOutcome.Pending,
+                    TransactionPhase.Committing or TransactionPhase.Committed => TransactionOutcome.Committed,
+                    _ => TransactionOutcome.Aborted,
+                };
+                return;
+            }
+
+            var known = await _journal.FindAsync(id, cancellationToken);
+            if (known is null)
+            {
+                ImmutableArray<ParticipantId> asker = message.Participant is { } p && BranchGid.IsValidName(p.Value) ? [p] : [];
+                await _journal.RecordAbortAsync(new AbortRecord(id, Id, CommitProtocol.TwoPhase, asker, PresumedAbortReason, Now), Now, cancellationToken);
+                Log.PresumedAbortRecorded(_logger, id);
+            }
+
+            outcome = known is { IsCommit: true } ? TransactionOutcome.Committed : TransactionOutcome.Aborted;
+        }, cancellationToken);
+
+        Log.OutcomeAsked(_logger, id, message.Participant?.Value ?? "the initiator", outcome);
+        return outcome;
+    }
+
+    /// <summary>
+    /// A vote. For a transaction not in memory a Yes voter is waiting for the decision: it is
+    /// told to commit when the journal holds a commit decision, otherwise to abort (presumed abort).
+    /// </summary>
+    public Task VoteAsync(BranchVoted message, CancellationToken cancellationToken)
+    {
+        var id = message.TransactionId;
+        return WithEntryAsync(id, async entry =>
+        {
+            if (entry.State is { } state)
+            {
+                if (!state.Participants.Contains(message.Participant))
+                {
+                    Log.StrayVote(_logger, id, message.Participant.Value ?? "");
+                }
+
+                await ApplyAsync(entry, new VoteReceived(message.Participant, message.Vote, message.Reason), cancellationToken);
+                return;
+            }
+
+            if (message.Vote != Vote.Yes || !BranchGid.IsValidName(message.Participant.Value))
+            {
+                Log.IgnoredForUnknown(_logger, id, $"{nameof(BranchVoted)} {message.Vote}", message.Participant.Value ?? "");
+                return;
+            }
+
+            var known = await _journal.FindAsync(id, cancellationToken);
+            if (known is { IsCommit: true })
+            {
+                Log.VoteForUnknown(_logger, id, message.Participant.Value, TransactionOutcome.Committed, nameof(CommitBranch));
+                await SendAsync(id, message.Participant, new CommitBranch { TransactionId = id, Coordinator = Id, Participant = message.Participant }, cancellationToken);
+            }
+            else
+            {
+                Log.VoteForUnknown(_logger, id, message.Participant.Value, TransactionOutcome.Aborted, nameof(AbortBranch));
+                var reason = known?.Reason ?? PresumedAbortReason;
+                await SendAsync(id, message.Participant, new AbortBranch { TransactionId = id, Coordinator = Id, Participant = message.Participant, Reason = reason }, cancellationToken);
+            }
+        }, cancellationToken);
+    }
+
+    /// <summary>A commit acknowledgement. Ignored for a transaction not in memory (it has ended, or recovery will re-drive it).</summary>
+    public Task CommitAcknowledgedAsync(BranchCommitted message, CancellationToken cancellationToken) =>
+        WithExistingEntryAsync(message.TransactionId, nameof(BranchCommitted), message.Participant, entry =>
+            ApplyAsync(entry, new CommitAcknowledged(message.Participant), cancellationToken), cancellationToken);
+
+    /// <summary>An abort acknowledgement. Aborts await none, so it only matters when it contradicts a commit decision.</summary>
+    public Task AbortAcknowledgedAsync(BranchAborted message, CancellationToken cancellationToken) =>
+        WithExistingEntryAsync(message.TransactionId, nameof(BranchAborted), message.Participant, entry =>
+        {
+            if (entry.State is { Phase: TransactionPhase.Committing or TransactionPhase.Committed } state && state.YesVoters.Contains(message.Participant))
+            {
+                Log.AbortedAfterCommit(_logger, message.TransactionId, message.Participant.Value ?? "");
+            }
+
+            return ApplyAsync(entry, new AbortAcknowledged(message.Participant), cancellationToken);
+        }, cancellationToken);
+
+    // ---- time and recovery ----------------------------------------------------------------
+
+    /// <summary>Delivers a tick to every transaction whose next deadline has passed.</summary>
+    public async Task TickAsync(CancellationToken cancellationToken)
+    {
+        var now = Now;
+        foreach (var (id, entry) in _entries)
+        {
+            if (entry.NextDueAt is not { } due || due > now)
+            {
+                continue;
+            }
+
+            try
+            {
+                // An entry busy with a message (or a slow journal write) is ticked next time
+                // round, so one slow transaction never holds up the deadlines of the others.
+                await TryWithEntryAsync(id, entry, e => e.State is null ? Task.CompletedTask : ApplyAsync(e, new Tick(), cancellationToken), cancellationToken, waitForGate: false);
+            }
+            catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+            {
+                Log.TickFailed(_logger, ex, id);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Resumes every transaction this coordinator left committing: re-sends CommitBranch to the
+    /// participants not known to have acknowledged and keeps re-driving them. Safe to run again
+    /// after a failure part-way: transactions already held are skipped.
+    /// </summary>
+    /// <returns>How many transactions were resumed.</returns>
+    public async Task<int> RecoverAsync(CancellationToken cancellationToken)
+    {
+        var count = 0;
+        await foreach (var row in _journal.LoadUnfinishedAsync(Id, cancellationToken))
+        {
+            await WithEntryAsync(row.TransactionId, async entry =>
+            {
+                if (entry.State is not null)
+                {
+                    return;
+                }
+
+                var recovered = new Recovered(row.Protocol, row.Participants, row.Acknowledged, row.CreatedAt, row.DecidedAt ?? row.CreatedAt);
+                var transition = _engine.Recover(row.TransactionId, recovered, Now);
+                Log.Recovered(_logger, row.TransactionId, Join(transition.State.UnacknowledgedYesVoters));
+                await RunAsync(entry, transition, cancellationToken);
+                count++;
+            }, cancellationToken);
+        }
+
+        return count;
+    }
+
+    /// <summary>
+    /// The background loop: recovery first (retried with back-off until it succeeds), then a
+    /// tick every <see cref="CoordinatorOptions.TickInterval"/>, until cancelled.
+    /// </summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(Options.TickInterval, _time);
+        var recovered = false;
+        var recoveryDelay = Options.RedriveInitialInterval;
+        var nextRecoveryAt = Now;
+        var settings = EngineSettings.From(Options);
+        do
+        {
+            if (!recovered && Now >= nextRecoveryAt)
+            {
+                try
+                {
+                    var count = await RecoverAsync(cancellationToken);
+                    recovered = true;
+                    Log.RecoveryDone(_logger, Id.Value, count);
+                }
+                catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+                {
+                    Log.RecoveryFailed(_logger, ex, Id.Value, InFlightCount, recoveryDelay);
+                    nextRecoveryAt = Now + recoveryDelay;
+                    recoveryDelay = settings.NextInterval(recoveryDelay);
+                }
+            }
+
+            await TickAsync(cancellationToken);
+        }
+        while (await timer.WaitForNextTickAsync(cancellationToken));
+    }
+
+    // ---- the driver's core ------------------------------------------------------------------
+
+    private DateTimeOffset Now => _time.GetUtcNow();
+
+    /// <summary>
+    /// Runs <paramref name="action"/> holding the transaction's entry, created empty when absent.
+    /// </summary>
+    private async Task WithEntryAsync(TransactionId id, Func<Entry, Task> action, CancellationToken cancellationToken)
+    {
+        while (!await TryWithEntryAsync(id, _entries.GetOrAdd(id, static _ => new Entry()), action, cancellationToken))
+        {
+            // The entry left memory while we waited for it: take the current one.
+        }
+    }
+
+    /// <summary>Runs <paramref name="action"/> holding the transaction's entry when it is in memory; otherwise does nothing.</summary>
+    private async Task WithExistingEntryAsync(
+        TransactionId id, string messageType, ParticipantId participant, Func<Entry, Task> action, CancellationToken cancellationToken)
+    {
+        if (_entries.TryGetValue(id, out var entry) && await TryWithEntryAsync(id, entry, e => e.State is null ? Task.CompletedTask : action(e), cancellationToken))
+        {
+            return;
+        }
+
+        if (participant != default)
+        {
+            Log.IgnoredForUnknown(_logger, id, messageType, participant.Value ?? "");
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="action"/> holding <paramref name="entry"/>'s gate; false, without
+    /// running it, when the entry has already left memory. An entry left empty or terminal is
+    /// dropped from memory afterwards: the journal answers for it from then on.
+    /// </summary>
+    /// <param name="waitForGate">False to give up at once (returning true) when someone else holds the entry.</param>
+    private async Task<bool> TryWithEntryAsync(
+        TransactionId id, Entry entry, Func<Entry, Task> action, CancellationToken cancellationToken, bool waitForGate = true)
+    {
+        if (!waitForGate)
+        {
+            if (!await entry.Gate.WaitAsync(0, cancellationToken))
+            {
+                return true;
+            }
+        }
+        else
+        {
+            await entry.Gate.WaitAsync(cancellationToken);
+        }
+
+        try
+        {
+            if (entry.Removed)
+            {
+                return false;
+            }
+
+            try
+            {
+                await action(entry);
+            }
+            finally
+            {
+                if (entry.State is null or { IsTerminal: true })
+                {
+                    entry.Removed = true;
+                    _entries.TryRemove(new KeyValuePair<TransactionId, Entry>(id, entry));
+                }
+            }
+
+            return true;
+        }
+        finally
+        {
+            entry.Gate.Release();
+        }
+    }
+
+    private Task ApplyAsync(Entry entry, TransactionEvent @event, CancellationToken cancellationToken) =>
+        RunAsync(entry, _engine.Apply(entry.State!, @event, Now), cancellationToken);
+
+    /// <summary>
+    /// Adopts the transition's state and carries out its effects in order; an effect that yields
+    /// an event (the decision write) feeds it back to the engine before returning.
+    /// </summary>
+    private async Task RunAsync(Entry entry, Transition transition, CancellationToken cancellationToken)
+    {
+        var pending = new Queue<TransactionEvent>();
+        try
+        {
+            while (true)
+            {
+                var previous = entry.State;
+                entry.State = transition.State;
+                if (previous?.Phase != transition.State.Phase)
+                {
+                    LogPhase(transition.State);
+                }
+                else if (transition.State.Redrives > previous.Redrives)
+                {
+                    LogRedrive(transition.State);
+                }
+
+                foreach (var effect in transition.Effects)
+                {
+                    if (await ExecuteAsync(entry, effect, cancellationToken) is { } next)
+                    {
+                        pending.Enqueue(next);
+                    }
+                }
+
+                if (!pending.TryDequeue(out var @event))
+                {
+                    return;
+                }
+
+                transition = _engine.Apply(entry.State, @event, Now);
+            }
+        }
+        finally
+        {
+            entry.NextDueAt = entry.State?.NextDeadline;
+        }
+    }
+
+    private async Task<TransactionEvent?> ExecuteAsync(Entry entry, TransactionEffect effect, CancellationToken cancellationToken)
+    {
+        var state = entry.State!;
+        var id = state.TransactionId;
+        switch (effect)
+        {
+            case SendPrepare prepare:
+                await SendAsync(id, prepare.Participant, new PrepareBranch
+                {
+                    TransactionId = id,
+                    Coordinator = Id,
+                    Participant = prepare.Participant,
+                    Protocol = state.Protocol,
+                    Participants = state.Participants,
+                }, cancellationToken);
+                return null;
+
+            case SendCommit commit:
+                await SendAsync(id, commit.Participant, new CommitBranch { TransactionId = id, Coordinator = Id, Participant = commit.Participant }, cancellationToken);
+                return null;
+
+            case SendAbort abort:
+                await SendAsync(id, abort.Participant, new AbortBranch { TransactionId = id, Coordinator = Id, Participant = abort.Participant, Reason = abort.Reason }, cancellationToken);
+                return null;
+
+            case ForceCommitDecision:
+                try
+                {
+                    await _journal.WriteCommitDecisionAsync(Decision(state), Now, cancellationToken);
+                    Log.DecisionDurable(_logger, id, state.DecisionWriteAttempts);
+                    return new DecisionDurable();
+                }
+                catch (Exception ex)
+                {
+                    // Including a cancellation: the write's outcome is unknown either way.
+                    Log.DecisionWriteFailed(_logger, ex, id, state.DecisionWriteAttempts);
+                    return new DecisionWriteFailed(ex.Message);
+                }
+
+            case RecordAbort abort:
+                await UnforcedAsync(id, "the abort", ct => _journal.RecordAbortAsync(
+                    new AbortRecord(id, Id, state.Protocol, state.Participants, abort.Reason, state.CreatedAt), Now, ct), cancellationToken);
+                return null;
+
+            case RecordEnd:
+                await UnforcedAsync(id, "the end", ct => _journal.RecordEndAsync(Decision(state), Now, ct), cancellationToken);
+                return null;
+
+            case RecordAck ack:
+                await UnforcedAsync(id, $"the acknowledgement of {ack.Participant}", ct => _journal.RecordAckAsync(id, ack.Participant, Now, ct), cancellationToken);
+                return null;
+
+            case ReplyToInitiator reply:
+                await ReplyAsync(entry, id, reply.Outcome, reply.Reason, cancellationToken);
+                return null;
+
+            default:
+                throw new InvalidOperationException($"Transaction {id}: unknown effect {effect}.");
+        }
+    }
+
+    private CommitDecision Decision(TransactionState state) =>
+        new(state.TransactionId, Id, state.Protocol, [.. state.YesVoters], state.CreatedAt, state.DecidedAt ?? state.CreatedAt);
+
+    private async Task SendAsync<T>(TransactionId id, ParticipantId participant, T message, CancellationToken cancellationToken)
+        where T : class
+    {
+        try
+        {
+            await _transport.SendToParticipantAsync(participant, message, cancellationToken);
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            // Safe to lose: a lost Prepare ends in a vote timeout, a lost Commit is re-driven,
+            // a lost Abort is answered by presumption when the participant asks.
+            Log.SendFailed(_logger, ex, id, typeof(T).Name, participant.Value);
+        }
+    }
+
+    private async Task ReplyAsync(Entry entry, TransactionId id, TransactionOutcome outcome, string? reason, CancellationToken cancellationToken)
+    {
+        var message = new TransactionCompleted { TransactionId = id, Outcome = outcome, Reason = reason };
+        foreach (var target in entry.TakeReplyTargets())
+        {
+            try
+            {
+                await _transport.ReplyAsync(target, message, cancellationToken);
+            }
+            catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+            {
+                // The initiator times out and asks for the outcome.
+                Log.ReplyFailed(_logger, ex, id, outcome, target.Address);
+            }
+        }
+    }
+
+    private async Task UnforcedAsync(TransactionId id, string step, Func<CancellationToken, Task> write, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await write(cancellationToken);
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            Log.UnforcedWriteFailed(_logger, ex, id, step);
+        }
+    }
+
+    private void LogPhase(TransactionState state)
+    {
+        switch (state.Phase)
+        {
+            case TransactionPhase.Committed:
+                Log.Committed(_logger, state.TransactionId, Join(state.Participants));
+                break;
+            case TransactionPhase.Aborted:
+                Log.Aborted(_logger, state.TransactionId, state.Reason ?? "");
+                break;
+            default:
+                Log.PhaseChanged(_logger, state.TransactionId, state.Phase);
+                break;
+        }
+
+    }
+
+    private void LogRedrive(TransactionState state)
+    {
+        var waiting = Join(state.UnacknowledgedYesVoters);
+        if (state.Redrives >= StuckAfterRedrives)
+        {
+            Log.StuckCommitting(_logger, state.TransactionId, waiting, state.Redrives);
+        }
+        else
+        {
+            Log.Redriving(_logger, state.TransactionId, state.Redrives, waiting);
+        }
+    }
+
+    private static string Join(IEnumerable<ParticipantId> participants) => string.Join(", ", participants);
+
+    /// <summary>One transaction in memory. Every field is read and written holding <see cref="Gate"/>, except <see cref="NextDueAt"/>.</summary>
+    private sealed class Entry
+    {
+        private readonly List<ReplyTarget> _replyTargets = [];
+        private long _nextDueTicks = long.MaxValue;
+
+        public SemaphoreSlim Gate { get; } = new(1, 1);
+
+        public TransactionState? State { get; set; }
+
+        /// <summary>Set once the entry left the dictionary: whoever waited for it must look again.</summary>
+        public bool Removed { get; set; }
+
+        /// <summary>When the state next needs a tick; read by the tick loop without the gate.</summary>
+        public DateTimeOffset? NextDueAt
+        {
+            get
+            {
+                var ticks = Volatile.Read(ref _nextDueTicks);
+                return ticks == long.MaxValue ? null : new DateTimeOffset(ticks, TimeSpan.Zero);
+            }
+            set => Volatile.Write(ref _nextDueTicks, value?.UtcTicks ?? long.MaxValue);
+        }
+
+        public void AddReplyTarget(ReplyTarget? target)
+        {
+            if (target is not null && !_replyTargets.Contains(target))
+            {
+                _replyTargets.Add(target);
+            }
+        }
+
+        public ReplyTarget[] TakeReplyTargets()
+        {
+            var targets = _replyTargets.ToArray();
+            _replyTargets.Clear();
+            return targets;
+        }
+    }
+}

@@ -1,0 +1,78 @@
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using TxCoord.Contracts;
+using TxCoord.Coordinator.Journal;
+using TxCoord.Coordinator.Runtime;
+
+namespace TxCoord.Coordinator;
+
+/// <summary>Registers the TxCoord coordinator. The application owns its MassTransit bus and its transport.</summary>
+public static class TxCoordCoordinatorServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers the coordinator: options (validated when the host starts, with a message naming
+    /// the setting to fix), the PostgreSQL journal, the runtime, the hosted service that creates
+    /// the journal schema and resumes unfinished transactions, a <c>txcoord-journal</c> health
+    /// check and <see cref="TimeProvider.System"/> unless a <see cref="TimeProvider"/> is registered.
+    /// Add its queue to the bus with <see cref="TxCoordCoordinatorBusConfiguratorExtensions.ConfigureTxCoordCoordinatorEndpoint"/>.
+    /// </summary>
+    public static IServiceCollection AddTxCoordCoordinator(this IServiceCollection services, Action<CoordinatorOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(configure);
+
+        services.AddOptions<CoordinatorOptions>().Configure(configure).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<CoordinatorOptions>, CoordinatorOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<ITransactionJournal>(sp =>
+            new PostgresTransactionJournal(sp.GetRequiredService<IOptions<CoordinatorOptions>>().Value.JournalConnectionString));
+        services.TryAddSingleton<ICoordinatorTransport>(sp => new MassTransitCoordinatorTransport(sp));
+        services.TryAddSingleton<CoordinatorRuntime>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, CoordinatorHostedService>());
+        services.AddHealthChecks().AddCheck<JournalHealthCheck>(JournalHealthCheck.Name, tags: ["ready", "txcoord"]);
+        return services;
+    }
+}
+
+/// <summary>Adds the coordinator's queue to a MassTransit bus, on any transport.</summary>
+public static class TxCoordCoordinatorBusConfiguratorExtensions
+{
+    /// <summary>Messages handled at once (and prefetched) on the coordinator's queue.</summary>
+    public const int ConcurrentMessageLimit = 64;
+
+    /// <summary>
+    /// Adds the receive endpoint <c>txcoord-coordinator-&lt;CoordinatorId&gt;</c> handling
+    /// CommitTransaction, RollbackTransaction, GetTransactionOutcome, BranchVoted,
+    /// BranchCommitted and BranchAborted. Works with RabbitMQ and with the in-memory transport
+    /// (embedded mode). Needs <see cref="TxCoordCoordinatorServiceCollectionExtensions.AddTxCoordCoordinator"/>.
+    /// </summary>
+    public static void ConfigureTxCoordCoordinatorEndpoint(this IBusFactoryConfigurator configurator, IRegistrationContext context)
+    {
+        ArgumentNullException.ThrowIfNull(configurator);
+        ArgumentNullException.ThrowIfNull(context);
+
+        var runtime = context.GetService<CoordinatorRuntime>()
+            ?? throw new InvalidOperationException(
+                $"The TxCoord coordinator is not registered: call services.{nameof(TxCoordCoordinatorServiceCollectionExtensions.AddTxCoordCoordinator)}(...) before configuring its endpoint.");
+
+        configurator.ReceiveEndpoint(TxCoordQueues.Coordinator(runtime.Id), endpoint =>
+        {
+            // Messages are sent to this queue by address, never published: no fan-out bindings.
+            endpoint.ConfigureConsumeTopology = false;
+            endpoint.PrefetchCount = ConcurrentMessageLimit;
+            endpoint.ConcurrentMessageLimit = ConcurrentMessageLimit;
+
+            // A journal blip should not send a request to the error queue; every handler is idempotent.
+            endpoint.UseMessageRetry(retry => retry.Intervals(100, 500, 2000));
+            endpoint.Handler<CommitTransaction>(runtime.HandleCommitAsync);
+            endpoint.Handler<RollbackTransaction>(runtime.HandleRollbackAsync);
+            endpoint.Handler<GetTransactionOutcome>(runtime.HandleGetOutcomeAsync);
+            endpoint.Handler<BranchVoted>(runtime.HandleVoteAsync);
+            endpoint.Handler<BranchCommitted>(runtime.HandleCommittedAsync);
+            endpoint.Handler<BranchAborted>(runtime.HandleAbortedAsync);
+        });
+    }
+}

@@ -1,0 +1,185 @@
+using MassTransit;
+using TxCoord.Contracts;
+
+namespace TxCoord.Participants.Initiator;
+
+/// <summary>
+/// One transaction on the initiator's side. Not thread-safe for concurrent commit and rollback,
+/// but work may be sent to several participants at once.
+/// </summary>
+internal sealed class GlobalTransaction(
+    TransactionInitiator initiator, TransactionId id, CommitProtocol protocol, DateTimeOffset deadline, TimeSpan timeout)
+    : IGlobalTransaction
+{
+    private readonly Lock _gate = new();
+    private readonly List<ParticipantId> _participants = [];
+    private string? _failure;
+    private CommitResult? _result;
+    private bool _commitRequested;
+
+    public TransactionId Id => id;
+
+    public CommitProtocol Protocol => protocol;
+
+    public IReadOnlyList<ParticipantId> Participants
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return [.. _participants];
+            }
+        }
+    }
+
+    public async Task<WorkResult> SendAsync<TMessage>(string participant, TMessage message, CancellationToken cancellationToken = default)
+        where TMessage : class
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        BranchGid.EnsureValidName(participant, "participant name");
+        var participantId = new ParticipantId(participant);
+        lock (_gate)
+        {
+            if (_result is not null || _commitRequested)
+            {
+                throw new InvalidOperationException($"Transaction {id} is already {(_result?.Outcome.ToString() ?? "committing")}: no more work can be sent.");
+            }
+
+            // Enlist before sending: a participant that never answers may still have done the work.
+            if (!_participants.Contains(participantId))
+            {
+                _participants.Add(participantId);
+            }
+        }
+
+        WorkResult result;
+        try
+        {
+            var response = await initiator.RequestWork<TMessage>(participantId).GetResponse<WorkCompleted>(
+                message,
+                x => x.UseExecute(context =>
+                {
+                    context.Headers.Set(TxCoordHeaders.TransactionId, id.Value.ToString());
+                    context.Headers.Set(TxCoordHeaders.CoordinatorId, initiator.Coordinator.Value);
+                    context.Headers.Set(TxCoordHeaders.BranchTimeoutMs, (long)timeout.TotalMilliseconds);
+                }),
+                cancellationToken);
+            result = new WorkResult(response.Message.Succeeded, response.Message.Reason);
+        }
+        catch (RequestTimeoutException)
+        {
+            result = WorkResult.Refuse($"participant {participant} did not answer within {initiator.Options.WorkTimeout}");
+        }
+
+        if (!result.Succeeded)
+        {
+            Log.InitiatorWorkFailed(initiator.Logger, id, participant, result.Reason ?? "");
+            lock (_gate)
+            {
+                _failure ??= $"work at {participant} failed: {result.Reason}";
+            }
+        }
+
+        return result;
+    }
+
+    public async Task<CommitResult> CommitAsync(CancellationToken cancellationToken = default)
+    {
+        if (_result is not null)
+        {
+            return _result;
+        }
+
+        string? failure;
+        lock (_gate)
+        {
+            failure = _failure;
+        }
+
+        if (failure is not null)
+        {
+            // A refused branch has rolled back already: the transaction cannot commit.
+            return await RollbackAsync(failure, cancellationToken);
+        }
+
+        var participants = Participants;
+        if (participants.Count == 0)
+        {
+            return Complete(new CommitResult(id, CommitOutcome.Committed, "no participant did any work"));
+        }
+
+        _commitRequested = true;
+        var timeout = initiator.Options.CommitTimeout;
+        try
+        {
+            var response = await initiator.Request<CommitTransaction>(timeout).GetResponse<TransactionCompleted>(
+                new CommitTransaction { TransactionId = id, Participants = participants, Protocol = protocol, Deadline = deadline },
+                cancellationToken);
+            return Complete(ToResult(response.Message));
+        }
+        catch (RequestTimeoutException)
+        {
+            Log.InitiatorInDoubt(initiator.Logger, id, initiator.Coordinator.Value, timeout);
+            return new CommitResult(id, CommitOutcome.InDoubt, $"coordinator {initiator.Coordinator} did not answer within {timeout}");
+        }
+    }
+
+    public async Task<CommitResult> RollbackAsync(string? reason = null, CancellationToken cancellationToken = default)
+    {
+        if (_result is not null)
+        {
+            return _result;
+        }
+
+        reason ??= "rolled back by the initiator";
+        var participants = Participants;
+        if (participants.Count == 0)
+        {
+            return Complete(new CommitResult(id, CommitOutcome.Aborted, reason));
+        }
+
+        var timeout = initiator.Options.CommitTimeout;
+        try
+        {
+            var response = await initiator.Request<RollbackTransaction>(timeout).GetResponse<TransactionCompleted>(
+                new RollbackTransaction { TransactionId = id, Participants = participants, Reason = reason }, cancellationToken);
+            return Complete(ToResult(response.Message));
+        }
+        catch (RequestTimeoutException) when (!_commitRequested)
+        {
+            // Commit was never asked for, so the coordinator cannot have decided commit: the
+            // branches roll back on their own timeout at the latest.
+            return Complete(new CommitResult(id, CommitOutcome.Aborted, $"{reason} (coordinator unreachable; branches roll back after their timeout)"));
+        }
+        catch (RequestTimeoutException)
+        {
+            return new CommitResult(id, CommitOutcome.InDoubt, $"coordinator {initiator.Coordinator} did not answer within {timeout}");
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_result is null && !_commitRequested)
+        {
+            await RollbackAsync("disposed without commit");
+        }
+    }
+
+    private CommitResult ToResult(TransactionCompleted message) => message.Outcome switch
+    {
+        TransactionOutcome.Committed => new CommitResult(id, CommitOutcome.Committed),
+        TransactionOutcome.Aborted => new CommitResult(id, CommitOutcome.Aborted, message.Reason),
+        _ => new CommitResult(id, CommitOutcome.InDoubt, message.Reason ?? "not decided yet"),
+    };
+
+    private CommitResult Complete(CommitResult result)
+    {
+        if (result.Outcome != CommitOutcome.InDoubt)
+        {
+            _result = result;
+        }
+
+        Log.InitiatorCompleted(initiator.Logger, id, result.Outcome, result.Reason ?? "");
+        return result;
+    }
+}

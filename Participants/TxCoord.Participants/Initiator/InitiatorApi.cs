@@ -1,0 +1,93 @@
+using TxCoord.Contracts;
+
+namespace TxCoord.Participants;
+
+/// <summary>Begins global transactions. Registered by <c>AddTxCoordInitiator</c>.</summary>
+public interface ITransactionInitiator
+{
+    /// <summary>Begins a transaction. Nothing travels yet: the first work message enlists its participant.</summary>
+    IGlobalTransaction Begin(TransactionOptions? options = null);
+
+    /// <summary>Asks the coordinator what became of a transaction, e.g. after <see cref="CommitOutcome.InDoubt"/>.</summary>
+    Task<CommitResult> GetOutcomeAsync(TransactionId transactionId, CancellationToken cancellationToken = default);
+}
+
+/// <summary>One global transaction, seen from the service that started it.</summary>
+public interface IGlobalTransaction : IAsyncDisposable
+{
+    TransactionId Id { get; }
+
+    CommitProtocol Protocol { get; }
+
+    /// <summary>Every participant that was sent work, in order of first contact.</summary>
+    IReadOnlyList<ParticipantId> Participants { get; }
+
+    /// <summary>
+    /// Sends one work message to a participant and waits for its answer. The participant runs
+    /// its handler inside its branch; a refusal or a failure rolls that branch back, after which
+    /// the transaction can only abort. A participant that does not answer in time gives a failed
+    /// result (it is still enlisted, so commit or rollback reaches it).
+    /// </summary>
+    Task<WorkResult> SendAsync<TMessage>(string participant, TMessage message, CancellationToken cancellationToken = default)
+        where TMessage : class;
+
+    /// <summary>
+    /// Asks the coordinator to commit. Committed means durable in the coordinator's journal and
+    /// certain to reach every participant; Aborted is definite; InDoubt means the answer did not
+    /// arrive in time: ask again with <see cref="ITransactionInitiator.GetOutcomeAsync"/>.
+    /// </summary>
+    Task<CommitResult> CommitAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Aborts the transaction. Before a commit was asked for, the result is always Aborted.</summary>
+    Task<CommitResult> RollbackAsync(string? reason = null, CancellationToken cancellationToken = default);
+}
+
+/// <summary>Options for one transaction.</summary>
+public sealed record TransactionOptions
+{
+    /// <summary>2PC (default) or 3PC.</summary>
+    public CommitProtocol Protocol { get; init; } = CommitProtocol.TwoPhase;
+
+    /// <summary>How long the whole transaction may take, work included; null takes the initiator's default.</summary>
+    public TimeSpan? Timeout { get; init; }
+}
+
+/// <summary>A participant's answer to one work message.</summary>
+public sealed record WorkResult(bool Succeeded, string? Reason = null)
+{
+    public static WorkResult Success { get; } = new(true);
+
+    /// <summary>The work is refused (a business rule, e.g. insufficient funds): the branch rolls back.</summary>
+    public static WorkResult Refuse(string reason) => new(false, reason);
+}
+
+/// <summary>The three answers a commit can have. "Definitely aborted" and "unknown" are different.</summary>
+public enum CommitOutcome
+{
+    Committed = 0,
+    Aborted = 1,
+    InDoubt = 2,
+}
+
+/// <summary>The outcome of a commit or rollback.</summary>
+public sealed record CommitResult(TransactionId TransactionId, CommitOutcome Outcome, string? Reason = null);
+
+/// <summary>Initiator settings. Defaults are the documented constants.</summary>
+public sealed class TxCoordInitiatorOptions
+{
+    public static readonly TimeSpan DefaultTransactionTimeout = TimeSpan.FromSeconds(30);
+    public static readonly TimeSpan DefaultWorkTimeout = TimeSpan.FromSeconds(15);
+    public static readonly TimeSpan DefaultCommitTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>The coordinator node that decides this initiator's transactions. Required.</summary>
+    public string CoordinatorId { get; set; } = "";
+
+    /// <summary>How long a transaction may take, work included, before its branches roll back.</summary>
+    public TimeSpan TransactionTimeout { get; set; } = DefaultTransactionTimeout;
+
+    /// <summary>How long to wait for a participant's answer to one work message.</summary>
+    public TimeSpan WorkTimeout { get; set; } = DefaultWorkTimeout;
+
+    /// <summary>How long to wait for the coordinator's decision before reporting InDoubt.</summary>
+    public TimeSpan CommitTimeout { get; set; } = DefaultCommitTimeout;
+}

@@ -1,0 +1,62 @@
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using TxCoord.Contracts;
+
+namespace TxCoord.Participants.Initiator;
+
+internal sealed class TransactionInitiator(
+    TxCoordInitiatorOptions options, IServiceProvider services, TimeProvider time, ILogger<TransactionInitiator> logger)
+    : ITransactionInitiator
+{
+    // The bus is registered by the application's AddMassTransit, possibly after this SDK.
+    private IClientFactory Clients => services.GetRequiredService<IClientFactory>();
+
+    internal CoordinatorId Coordinator { get; } = new(options.CoordinatorId);
+
+    internal TxCoordInitiatorOptions Options => options;
+
+    internal ILogger Logger => logger;
+
+    public IGlobalTransaction Begin(TransactionOptions? transactionOptions = null)
+    {
+        transactionOptions ??= new TransactionOptions();
+        var timeout = transactionOptions.Timeout ?? options.TransactionTimeout;
+        if (timeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentException($"The transaction timeout must be positive (was {timeout}).", nameof(transactionOptions));
+        }
+
+        return new GlobalTransaction(this, TransactionId.New(), transactionOptions.Protocol, time.GetUtcNow() + timeout, timeout);
+    }
+
+    public async Task<CommitResult> GetOutcomeAsync(TransactionId transactionId, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            var response = await Request<GetTransactionOutcome>(options.CommitTimeout)
+                .GetResponse<TransactionOutcomeReported>(new GetTransactionOutcome { TransactionId = transactionId }, cancellationToken);
+            return response.Message.Outcome switch
+            {
+                TransactionOutcome.Committed => new CommitResult(transactionId, CommitOutcome.Committed),
+                TransactionOutcome.Aborted => new CommitResult(transactionId, CommitOutcome.Aborted, "the coordinator reports it aborted"),
+                _ => new CommitResult(transactionId, CommitOutcome.InDoubt, "the coordinator has not decided yet"),
+            };
+        }
+        catch (RequestTimeoutException)
+        {
+            return new CommitResult(transactionId, CommitOutcome.InDoubt, $"coordinator {Coordinator} did not answer within {options.CommitTimeout}");
+        }
+    }
+
+    internal IRequestClient<T> Request<T>(TimeSpan timeout)
+        where T : class =>
+        Clients.CreateRequestClient<T>(TxCoordQueues.CoordinatorAddress(Coordinator), ToRequestTimeout(timeout));
+
+    internal IRequestClient<T> RequestWork<T>(ParticipantId participant)
+        where T : class =>
+        Clients.CreateRequestClient<T>(TxCoordQueues.ParticipantAddress(participant), ToRequestTimeout(options.WorkTimeout));
+
+    private static RequestTimeout ToRequestTimeout(TimeSpan timeout) =>
+        RequestTimeout.After(ms: (int)Math.Clamp(timeout.TotalMilliseconds, 1, int.MaxValue));
+}

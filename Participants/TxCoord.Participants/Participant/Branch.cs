@@ -1,0 +1,75 @@
+using System.Collections.Concurrent;
+using Npgsql;
+using TxCoord.Contracts;
+
+namespace TxCoord.Participants.Participant;
+
+internal enum BranchPhase
+{
+    /// <summary>Just created to serialize an operation; nothing runs in the database yet.</summary>
+    New,
+
+    /// <summary>Work has run on the branch's connection; the transaction is open.</summary>
+    Working,
+}
+
+/// <summary>
+/// One branch in memory, from its first work message until it is prepared or rolled back.
+/// Prepared branches are not kept here: PostgreSQL holds them, and <c>pg_prepared_xacts</c> plus the
+/// outcome table say everything about them.
+/// </summary>
+internal sealed class Branch(BranchGid gid)
+{
+    public BranchGid Gid { get; } = gid;
+
+    public SemaphoreSlim Lock { get; } = new(1, 1);
+
+    public BranchPhase Phase { get; set; } = BranchPhase.New;
+
+    /// <summary>Set under <see cref="Lock"/> when the branch leaves the registry; a waiter that sees it starts over.</summary>
+    public bool Removed { get; set; }
+
+    public NpgsqlConnection? Connection { get; set; }
+
+    public NpgsqlTransaction? Transaction { get; set; }
+
+    /// <summary>When a working branch that has not prepared is rolled back.</summary>
+    public DateTimeOffset Deadline { get; set; } = DateTimeOffset.MaxValue;
+}
+
+/// <summary>Branches in memory, each operation on one under that branch's lock.</summary>
+internal sealed class BranchRegistry
+{
+    private readonly ConcurrentDictionary<TransactionId, Branch> _branches = new();
+
+    public int Count => _branches.Count;
+
+    /// <summary>Gets or creates the branch and takes its lock. The caller releases it.</summary>
+    public async Task<Branch> AcquireAsync(BranchGid gid, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var branch = _branches.GetOrAdd(gid.Transaction, static (_, g) => new Branch(g), gid);
+            await branch.Lock.WaitAsync(cancellationToken);
+            if (!branch.Removed)
+            {
+                return branch;
+            }
+
+            branch.Lock.Release();
+        }
+    }
+
+    /// <summary>Takes the branch out of memory. Call under its lock.</summary>
+    public void Remove(Branch branch)
+    {
+        branch.Removed = true;
+        _branches.TryRemove(new KeyValuePair<TransactionId, Branch>(branch.Gid.Transaction, branch));
+    }
+
+    /// <summary>Working branches whose deadline has passed (a snapshot; re-check under the lock).</summary>
+    public IReadOnlyList<Branch> Expired(DateTimeOffset now) =>
+        _branches.Values.Where(b => b.Phase == BranchPhase.Working && b.Deadline <= now).ToList();
+
+    public int CountWorking() => _branches.Values.Count(b => b.Phase == BranchPhase.Working);
+}

@@ -1,0 +1,111 @@
+using Npgsql;
+using TxCoord.Participants.Participant;
+using TxCoord.Contracts;
+
+namespace TxCoord.Participants;
+
+/// <summary>
+/// What a work handler gets: the branch's own connection and transaction. Write through them
+/// (with Dapper, pass <see cref="Transaction"/>); never commit or roll back yourself: the
+/// coordinator decides.
+/// </summary>
+public interface IBranchContext
+{
+    TransactionId TransactionId { get; }
+
+    ParticipantId Participant { get; }
+
+    NpgsqlConnection Connection { get; }
+
+    NpgsqlTransaction Transaction { get; }
+
+    /// <summary>The service provider of the participant's host, for the handler's own dependencies.</summary>
+    IServiceProvider Services { get; }
+}
+
+/// <summary>Handles one kind of work message inside a branch.</summary>
+public delegate Task<WorkResult> WorkHandler<in TMessage>(IBranchContext branch, TMessage message, CancellationToken cancellationToken)
+    where TMessage : class;
+
+/// <summary>Participant settings. Defaults are the documented constants.</summary>
+public sealed class TxCoordParticipantOptions
+{
+    public static readonly TimeSpan DefaultBranchTimeout = TimeSpan.FromSeconds(30);
+    public static readonly TimeSpan DefaultDecisionTimeout = TimeSpan.FromSeconds(5);
+    public static readonly TimeSpan DefaultResolveInterval = TimeSpan.FromSeconds(2);
+    public static readonly TimeSpan DefaultOutcomeQueryTimeout = TimeSpan.FromSeconds(5);
+    public const int DefaultConcurrentMessageLimit = 64;
+
+    /// <summary>This participant's name: its queue is <c>txcoord-participant-&lt;id&gt;</c>. Required.</summary>
+    public string ParticipantId { get; set; } = "";
+
+    /// <summary>Npgsql connection string of the participant's database. Required.</summary>
+    public string ConnectionString { get; set; } = "";
+
+    /// <summary>A branch not prepared within this time after its first work (unless the work message says otherwise) rolls back.</summary>
+    public TimeSpan BranchTimeout { get; set; } = DefaultBranchTimeout;
+
+    /// <summary>A prepared branch that heard no decision for this long asks the coordinator.</summary>
+    public TimeSpan DecisionTimeout { get; set; } = DefaultDecisionTimeout;
+
+    /// <summary>How often prepared branches and branch timeouts are checked.</summary>
+    public TimeSpan ResolveInterval { get; set; } = DefaultResolveInterval;
+
+    /// <summary>How long to wait for the coordinator's answer when asking for an outcome.</summary>
+    public TimeSpan OutcomeQueryTimeout { get; set; } = DefaultOutcomeQueryTimeout;
+
+    /// <summary>How many messages the participant's endpoint handles at once.</summary>
+    public int ConcurrentMessageLimit { get; set; } = DefaultConcurrentMessageLimit;
+
+    internal List<WorkHandlerRegistration> Handlers { get; } = [];
+
+    /// <summary>Registers the handler of one work message type.</summary>
+    public TxCoordParticipantOptions Handle<TMessage>(WorkHandler<TMessage> handler)
+        where TMessage : class
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        if (Handlers.Exists(h => h.MessageType == typeof(TMessage)))
+        {
+            throw new InvalidOperationException($"A handler for {typeof(TMessage).Name} is already registered for participant '{ParticipantId}'.");
+        }
+
+        Handlers.Add(new WorkHandlerRegistration<TMessage>(handler));
+        return this;
+    }
+
+    internal void Validate()
+    {
+        BranchGid.EnsureValidName(ParticipantId, "participant id (TxCoord participant option ParticipantId)");
+        if (string.IsNullOrWhiteSpace(ConnectionString))
+        {
+            throw new InvalidOperationException($"Participant '{ParticipantId}': ConnectionString is required (the Npgsql connection string of its database).");
+        }
+
+        try
+        {
+            _ = new NpgsqlConnectionStringBuilder(ConnectionString);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidOperationException($"Participant '{ParticipantId}': ConnectionString is not a valid Npgsql connection string: {e.Message}", e);
+        }
+
+        if (Handlers.Count == 0)
+        {
+            throw new InvalidOperationException($"Participant '{ParticipantId}' has no work handler: register one with options.Handle<TMessage>(...).");
+        }
+
+        foreach (var (name, value) in new[] { ("BranchTimeout", BranchTimeout), ("DecisionTimeout", DecisionTimeout), ("ResolveInterval", ResolveInterval), ("OutcomeQueryTimeout", OutcomeQueryTimeout) })
+        {
+            if (value <= TimeSpan.Zero)
+            {
+                throw new InvalidOperationException($"Participant '{ParticipantId}': {name} must be positive (was {value}).");
+            }
+        }
+
+        if (ConcurrentMessageLimit < 1)
+        {
+            throw new InvalidOperationException($"Participant '{ParticipantId}': ConcurrentMessageLimit must be at least 1.");
+        }
+    }
+}

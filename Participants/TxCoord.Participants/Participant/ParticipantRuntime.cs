@@ -1,0 +1,475 @@
+using MassTransit;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using TxCoord.Contracts;
+using TxCoord.Participants.PostgreSql;
+
+namespace TxCoord.Participants.Participant;
+
+/// <summary>
+/// One participant: runs work inside branches, prepares, commits and aborts them, idempotently,
+/// and finishes prepared branches whose decision it missed by asking the coordinator.
+/// Every operation on a branch runs under that branch's lock, so a late or duplicated message
+/// never races the branch's own work.
+/// </summary>
+internal sealed class ParticipantRuntime : IAsyncDisposable
+{
+    private readonly TxCoordParticipantOptions _options;
+    private readonly IServiceProvider _services;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly BranchRegistry _branches = new();
+    private readonly Lazy<Task> _initialized;
+    private readonly NpgsqlDataSource _dataSource;
+
+    public ParticipantRuntime(TxCoordParticipantOptions options, IServiceProvider services, TimeProvider time, ILogger<ParticipantRuntime> logger)
+    {
+        options.Validate();
+        _options = options;
+        _services = services;
+        _time = time;
+        _logger = logger;
+        Id = new ParticipantId(options.ParticipantId);
+        _dataSource = NpgsqlDataSource.Create(options.ConnectionString);
+        Store = new BranchStore(_dataSource);
+        _initialized = new Lazy<Task>(() => Store.InitializeAsync(CancellationToken.None));
+    }
+
+    public ParticipantId Id { get; }
+
+    public TxCoordParticipantOptions Options => _options;
+
+    internal BranchStore Store { get; }
+
+    /// <summary>Branches currently working (not yet prepared) in this process.</summary>
+    public int WorkingBranches => _branches.CountWorking();
+
+    /// <summary>Prepared branches that could not learn their outcome on the last pass (blocked on the coordinator).</summary>
+    public int BlockedBranches { get; private set; }
+
+    /// <summary>Creates the schema and checks the server; every handler waits for it.</summary>
+    public Task InitializeAsync() => _initialized.Value;
+
+    public async Task HandleWorkAsync<TMessage>(ConsumeContext<TMessage> context, WorkHandler<TMessage> handler)
+        where TMessage : class
+    {
+        await InitializeAsync();
+        var cancellationToken = context.CancellationToken;
+        if (!TryReadWorkHeaders(context, out var transactionId, out var coordinator, out var timeout, out var headerError))
+        {
+            Log.WorkRejected(_logger, Id.Value, typeof(TMessage).Name, headerError);
+            await context.RespondAsync(new WorkCompleted { TransactionId = transactionId, Participant = Id, Succeeded = false, Reason = headerError });
+            return;
+        }
+
+        var gid = BranchGid.Create(coordinator, transactionId, Id);
+        var branch = await _branches.AcquireAsync(gid, cancellationToken);
+        string? refusal;
+        try
+        {
+            refusal = await RunWorkAsync(branch, timeout, context.Message, handler, cancellationToken);
+        }
+        finally
+        {
+            branch.Lock.Release();
+        }
+
+        await context.RespondAsync(new WorkCompleted { TransactionId = transactionId, Participant = Id, Succeeded = refusal is null, Reason = refusal });
+    }
+
+    private async Task<string?> RunWorkAsync<TMessage>(Branch branch, TimeSpan timeout, TMessage message, WorkHandler<TMessage> handler, CancellationToken cancellationToken)
+        where TMessage : class
+    {
+        var gid = branch.Gid;
+        if (branch.Phase == BranchPhase.New)
+        {
+            var status = await Store.GetStatusAsync(gid, cancellationToken);
+            if (status != BranchStatus.Unknown)
+            {
+                _branches.Remove(branch);
+                var reason = $"the transaction's branch is already {status.ToString().ToLowerInvariant()}";
+                Log.WorkRefused(_logger, gid.Transaction, Id.Value, reason);
+                return reason;
+            }
+
+            branch.Connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+            branch.Transaction = await branch.Connection.BeginTransactionAsync(cancellationToken);
+            branch.Phase = BranchPhase.Working;
+            branch.Deadline = _time.GetUtcNow() + timeout;
+            Log.BranchStarted(_logger, gid.Transaction, Id.Value, gid.Value);
+        }
+
+        WorkResult result;
+        try
+        {
+            var context = new BranchContext(gid.Transaction, Id, branch.Connection!, branch.Transaction!, _services);
+            result = await handler(context, message, cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            result = WorkResult.Refuse($"the work handler failed: {e.GetType().Name}: {e.Message}");
+            Log.WorkHandlerFailed(_logger, e, gid.Transaction, Id.Value);
+        }
+
+        if (result.Succeeded)
+        {
+            return null;
+        }
+
+        var refusal = result.Reason ?? "refused";
+        Log.WorkRefused(_logger, gid.Transaction, Id.Value, refusal);
+        await RollBackWorkingAsync(branch, refusal, CancellationToken.None);
+        return refusal;
+    }
+
+    public async Task HandlePrepareAsync(ConsumeContext<PrepareBranch> context)
+    {
+        await InitializeAsync();
+        var message = context.Message;
+        if (!IsForMe(message.Participant, message.TransactionId) || !TryCreateGid(message.Coordinator, message.TransactionId, out var gid))
+        {
+            return;
+        }
+
+        var branch = await _branches.AcquireAsync(gid, context.CancellationToken);
+        (Vote Vote, string? Reason) vote;
+        try
+        {
+            vote = await PrepareAsync(branch, context.CancellationToken);
+        }
+        finally
+        {
+            branch.Lock.Release();
+        }
+
+        Log.Voted(_logger, gid.Transaction, Id.Value, vote.Vote, vote.Reason ?? "");
+        var coordinator = await context.GetSendEndpoint(TxCoordQueues.CoordinatorAddress(message.Coordinator));
+        await coordinator.Send(new BranchVoted { TransactionId = message.TransactionId, Participant = Id, Vote = vote.Vote, Reason = vote.Reason });
+    }
+
+    private async Task<(Vote, string?)> PrepareAsync(Branch branch, CancellationToken cancellationToken)
+    {
+        var gid = branch.Gid;
+        if (branch.Phase == BranchPhase.Working)
+        {
+            try
+            {
+                await BranchStore.PrepareAsync(branch.Connection!, branch.Transaction!, gid, cancellationToken);
+            }
+            catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+            {
+                var reason = PostgresErrors.DescribePrepareFailure(e);
+                Log.PrepareFailed(_logger, e, gid.Transaction, Id.Value, reason);
+                await RollBackWorkingAsync(branch, reason, CancellationToken.None);
+                return (Vote.No, reason);
+            }
+
+            await CloseAsync(branch);
+            _branches.Remove(branch);
+            return (Vote.Yes, null);
+        }
+
+        // Nothing in memory: a duplicate Prepare, a Prepare after a restart, or one that overtook its work.
+        var status = await Store.GetStatusAsync(gid, cancellationToken);
+        _branches.Remove(branch);
+        switch (status)
+        {
+            case BranchStatus.Prepared:
+            case BranchStatus.Committed:
+                return (Vote.Yes, null);
+            case BranchStatus.Aborted:
+                return (Vote.No, "the branch was aborted");
+            default:
+                // Fence: the work, if it comes late, must never prepare.
+                await Store.RecordAbortedAsync(gid, cancellationToken);
+                return (Vote.No, "no work arrived for this transaction before Prepare");
+        }
+    }
+
+    public async Task HandleCommitAsync(ConsumeContext<CommitBranch> context)
+    {
+        await InitializeAsync();
+        var message = context.Message;
+        if (!IsForMe(message.Participant, message.TransactionId) || !TryCreateGid(message.Coordinator, message.TransactionId, out var gid))
+        {
+            return;
+        }
+
+        if (await CommitAsync(gid, context.CancellationToken))
+        {
+            var coordinator = await context.GetSendEndpoint(TxCoordQueues.CoordinatorAddress(message.Coordinator));
+            await coordinator.Send(new BranchCommitted { TransactionId = message.TransactionId, Participant = Id });
+        }
+    }
+
+    /// <summary>Commits a prepared branch. True when the branch is committed (now or before).</summary>
+    internal async Task<bool> CommitAsync(BranchGid gid, CancellationToken cancellationToken)
+    {
+        var branch = await _branches.AcquireAsync(gid, cancellationToken);
+        try
+        {
+            if (branch.Phase == BranchPhase.Working)
+            {
+                // The coordinator only commits after a Yes vote, and a Yes vote means the branch left memory prepared.
+                Log.CommitForUnpreparedBranch(_logger, gid.Transaction, Id.Value);
+                return false;
+            }
+
+            _branches.Remove(branch);
+            try
+            {
+                await Store.CommitPreparedAsync(gid, cancellationToken);
+                Log.Committed(_logger, gid.Transaction, Id.Value);
+                return true;
+            }
+            catch (Exception e) when (PostgresErrors.IsNoSuchPreparedTransaction(e))
+            {
+                var status = await Store.GetStatusAsync(gid, cancellationToken);
+                if (status == BranchStatus.Committed)
+                {
+                    return true; // a duplicate Commit, or a reply lost after the commit ran
+                }
+
+                Log.CommitImpossible(_logger, gid.Transaction, Id.Value, status);
+                return false;
+            }
+        }
+        finally
+        {
+            branch.Lock.Release();
+        }
+    }
+
+    public async Task HandleAbortAsync(ConsumeContext<AbortBranch> context)
+    {
+        await InitializeAsync();
+        var message = context.Message;
+        if (!IsForMe(message.Participant, message.TransactionId) || !TryCreateGid(message.Coordinator, message.TransactionId, out var gid))
+        {
+            return;
+        }
+
+        if (await AbortAsync(gid, message.Reason ?? "aborted by the coordinator", context.CancellationToken))
+        {
+            var coordinator = await context.GetSendEndpoint(TxCoordQueues.CoordinatorAddress(message.Coordinator));
+            await coordinator.Send(new BranchAborted { TransactionId = message.TransactionId, Participant = Id });
+        }
+    }
+
+    /// <summary>Aborts a branch in any state. False only when the branch had committed (a protocol violation, logged).</summary>
+    internal async Task<bool> AbortAsync(BranchGid gid, string reason, CancellationToken cancellationToken)
+    {
+        var branch = await _branches.AcquireAsync(gid, cancellationToken);
+        try
+        {
+            if (branch.Phase == BranchPhase.Working)
+            {
+                await RollBackWorkingAsync(branch, reason, cancellationToken);
+                return true;
+            }
+
+            _branches.Remove(branch);
+            var status = await Store.GetStatusAsync(gid, cancellationToken);
+            if (status == BranchStatus.Prepared)
+            {
+                try
+                {
+                    await Store.RollbackPreparedAsync(gid, cancellationToken);
+                }
+                catch (Exception e) when (PostgresErrors.IsNoSuchPreparedTransaction(e))
+                {
+                    status = await Store.GetStatusAsync(gid, cancellationToken);
+                }
+            }
+
+            if (status == BranchStatus.Committed)
+            {
+                Log.AbortAfterCommit(_logger, gid.Transaction, Id.Value);
+                return false;
+            }
+
+            await Store.RecordAbortedAsync(gid, cancellationToken);
+            Log.Aborted(_logger, gid.Transaction, Id.Value, reason);
+            return true;
+        }
+        finally
+        {
+            branch.Lock.Release();
+        }
+    }
+
+    /// <summary>Rolls back the working branches whose timeout passed: their initiator or coordinator is gone.</summary>
+    internal async Task ExpireBranchesAsync(CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        foreach (var candidate in _branches.Expired(now))
+        {
+            var branch = await _branches.AcquireAsync(candidate.Gid, cancellationToken);
+            try
+            {
+                if (branch == candidate && branch.Phase == BranchPhase.Working && branch.Deadline <= now)
+                {
+                    Log.BranchTimedOut(_logger, branch.Gid.Transaction, Id.Value);
+                    await RollBackWorkingAsync(branch, "branch timeout: no Prepare arrived in time", cancellationToken);
+                }
+                else if (branch.Phase == BranchPhase.New)
+                {
+                    _branches.Remove(branch);
+                }
+            }
+            finally
+            {
+                branch.Lock.Release();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Finishes this participant's prepared branches whose decision did not arrive: asks each one's
+    /// coordinator, commits or rolls back as told, and leaves the branch prepared (and counts it as
+    /// blocked) when the coordinator does not answer or has not decided. In 2PC a participant that
+    /// voted Yes never decides alone.
+    /// </summary>
+    internal async Task ResolvePreparedAsync(IClientFactory clients, TimeSpan minimumAge, CancellationToken cancellationToken)
+    {
+        await InitializeAsync();
+        var prepared = await Store.ListPreparedAsync(Id, cancellationToken);
+        var blocked = 0;
+        foreach (var branch in prepared)
+        {
+            if (branch.Age < minimumAge)
+            {
+                continue;
+            }
+
+            var gid = branch.Gid;
+            TransactionOutcome outcome;
+            try
+            {
+                var client = clients.CreateRequestClient<GetTransactionOutcome>(
+                    TxCoordQueues.CoordinatorAddress(gid.Coordinator), RequestTimeout.After(ms: (int)_options.OutcomeQueryTimeout.TotalMilliseconds));
+                var response = await client.GetResponse<TransactionOutcomeReported>(
+                    new GetTransactionOutcome { TransactionId = gid.Transaction, Participant = Id }, cancellationToken);
+                outcome = response.Message.Outcome;
+            }
+            catch (RequestTimeoutException)
+            {
+                blocked++;
+                Log.Blocked(_logger, gid.Transaction, Id.Value, gid.Coordinator.Value, branch.Age);
+                continue;
+            }
+
+            switch (outcome)
+            {
+                case TransactionOutcome.Committed:
+                    await CommitAsync(gid, cancellationToken);
+                    break;
+                case TransactionOutcome.Aborted:
+                    await AbortAsync(gid, "the coordinator reports the transaction aborted", cancellationToken);
+                    break;
+                default:
+                    Log.StillPending(_logger, gid.Transaction, Id.Value, branch.Age);
+                    break;
+            }
+        }
+
+        BlockedBranches = blocked;
+    }
+
+    private async Task RollBackWorkingAsync(Branch branch, string reason, CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (branch.Transaction is { } transaction && branch.Connection is { State: System.Data.ConnectionState.Open })
+            {
+                await transaction.RollbackAsync(cancellationToken);
+            }
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+        {
+            // The connection broke: PostgreSQL rolls the open transaction back itself.
+            Log.RollbackFailed(_logger, e, branch.Gid.Transaction, Id.Value);
+        }
+
+        await CloseAsync(branch);
+        branch.Phase = BranchPhase.New;
+        _branches.Remove(branch);
+        await Store.RecordAbortedAsync(branch.Gid, cancellationToken);
+        Log.Aborted(_logger, branch.Gid.Transaction, Id.Value, reason);
+    }
+
+    private static async Task CloseAsync(Branch branch)
+    {
+        if (branch.Transaction is { } transaction)
+        {
+            await transaction.DisposeAsync();
+            branch.Transaction = null;
+        }
+
+        if (branch.Connection is { } connection)
+        {
+            await connection.DisposeAsync();
+            branch.Connection = null;
+        }
+    }
+
+    private bool IsForMe(ParticipantId participant, TransactionId transactionId)
+    {
+        if (participant == Id)
+        {
+            return true;
+        }
+
+        Log.MisaddressedMessage(_logger, transactionId, Id.Value, participant.Value);
+        return false;
+    }
+
+    private bool TryCreateGid(CoordinatorId coordinator, TransactionId transactionId, out BranchGid gid)
+    {
+        if (BranchGid.IsValidName(coordinator.Value))
+        {
+            gid = BranchGid.Create(coordinator, transactionId, Id);
+            return true;
+        }
+
+        Log.InvalidCoordinatorId(_logger, transactionId, Id.Value);
+        gid = default;
+        return false;
+    }
+
+    private bool TryReadWorkHeaders<TMessage>(ConsumeContext<TMessage> context, out TransactionId transactionId, out CoordinatorId coordinator, out TimeSpan timeout, out string error)
+        where TMessage : class
+    {
+        transactionId = default;
+        coordinator = default;
+        timeout = _options.BranchTimeout;
+        error = "";
+        if (!TransactionId.TryParse(context.Headers.Get<string>(TxCoordHeaders.TransactionId), out transactionId))
+        {
+            error = $"the work message has no valid {TxCoordHeaders.TransactionId} header: send it through IGlobalTransaction.SendAsync";
+            return false;
+        }
+
+        var coordinatorText = context.Headers.Get<string>(TxCoordHeaders.CoordinatorId);
+        if (!BranchGid.IsValidName(coordinatorText))
+        {
+            error = $"the work message has no valid {TxCoordHeaders.CoordinatorId} header";
+            return false;
+        }
+
+        coordinator = new CoordinatorId(coordinatorText);
+        var timeoutMs = context.Headers.Get<long>(TxCoordHeaders.BranchTimeoutMs, default(long?));
+        if (timeoutMs is > 0)
+        {
+            timeout = TimeSpan.FromMilliseconds(timeoutMs.Value);
+        }
+
+        return true;
+    }
+
+    public ValueTask DisposeAsync() => _dataSource.DisposeAsync();
+
+    private sealed record BranchContext(
+        TransactionId TransactionId, ParticipantId Participant, NpgsqlConnection Connection, NpgsqlTransaction Transaction, IServiceProvider Services)
+        : IBranchContext;
+}

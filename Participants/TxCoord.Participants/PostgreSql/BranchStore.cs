@@ -1,0 +1,158 @@
+using Dapper;
+using Npgsql;
+using TxCoord.Contracts;
+
+namespace TxCoord.Participants.PostgreSql;
+
+/// <summary>What a participant's database says about one branch.</summary>
+internal enum BranchStatus
+{
+    /// <summary>Never seen: no outcome row, not prepared.</summary>
+    Unknown,
+
+    /// <summary>In <c>pg_prepared_xacts</c>: waiting for the decision.</summary>
+    Prepared,
+
+    /// <summary>The branch's own marker row is visible: it committed.</summary>
+    Committed,
+
+    /// <summary>An abort marker: it rolled back, or was fenced before it started.</summary>
+    Aborted,
+}
+
+/// <summary>A prepared transaction of this participant, read from <c>pg_prepared_xacts</c>.</summary>
+internal sealed record PreparedBranch(BranchGid Gid, TimeSpan Age);
+
+/// <summary>
+/// The participant's SQL against its own database. Each branch writes a marker row
+/// (<c>txcoord.branch_outcomes</c>, outcome 'committed') inside its own transaction just before
+/// <c>PREPARE TRANSACTION</c>: the row becomes visible exactly when the branch commits, so the
+/// participant can tell long afterwards whether a GID committed. Aborts write an 'aborted' row
+/// outside any branch; the primary key then stops a late branch of the same GID from preparing.
+/// Failure semantics: every method is one statement or one short transaction; a failure leaves
+/// the database as it was, except <see cref="CommitPreparedAsync"/> and <see cref="RollbackPreparedAsync"/>,
+/// whose effect may have happened when the reply was lost: callers re-read <see cref="GetStatusAsync"/>.
+/// </summary>
+internal sealed class BranchStore(NpgsqlDataSource dataSource)
+{
+    private const string CreateSchemaSql = """
+        SELECT pg_advisory_xact_lock(7411002);
+        CREATE SCHEMA IF NOT EXISTS txcoord;
+        CREATE TABLE IF NOT EXISTS txcoord.branch_outcomes (
+            gid            text PRIMARY KEY,
+            transaction_id uuid NOT NULL,
+            outcome        text NOT NULL CHECK (outcome IN ('committed', 'aborted')),
+            recorded_at    timestamptz NOT NULL DEFAULT now()
+        );
+        """;
+
+    private const string StatusSql = """
+        SELECT (SELECT outcome FROM txcoord.branch_outcomes WHERE gid = @Gid) AS outcome,
+               EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = @Gid AND database = current_database()) AS prepared
+        """;
+
+    // The lock timeout guards against a prepared branch of the same GID holding the key.
+    private const string InsertAbortedSql = """
+        SET LOCAL synchronous_commit TO off;
+        SET LOCAL lock_timeout TO '5s';
+        INSERT INTO txcoord.branch_outcomes (gid, transaction_id, outcome) VALUES (@Gid, @TransactionId, 'aborted')
+        ON CONFLICT (gid) DO NOTHING;
+        """;
+
+    private const string InsertCommittedMarkerSql =
+        "INSERT INTO txcoord.branch_outcomes (gid, transaction_id, outcome) VALUES (@Gid, @TransactionId, 'committed')";
+
+    private const string ListPreparedSql = """
+        SELECT gid AS Gid, extract(epoch FROM now() - prepared)::float8 AS AgeSeconds
+        FROM pg_prepared_xacts
+        WHERE database = current_database() AND gid LIKE 'txc:%'
+        ORDER BY prepared
+        """;
+
+    public NpgsqlDataSource DataSource => dataSource;
+
+    /// <summary>Creates the schema if missing and checks that the server can prepare transactions.</summary>
+    public async Task InitializeAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var maxPrepared = await connection.ExecuteScalarAsync<string>(
+            new CommandDefinition("SHOW max_prepared_transactions", cancellationToken: cancellationToken));
+        if (maxPrepared == "0")
+        {
+            throw new PreparedTransactionsDisabledException(Describe(connection));
+        }
+
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await connection.ExecuteAsync(new CommandDefinition(CreateSchemaSql, transaction: transaction, cancellationToken: cancellationToken));
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    public async Task<BranchStatus> GetStatusAsync(BranchGid gid, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var row = await connection.QuerySingleAsync<(string? Outcome, bool Prepared)>(
+            new CommandDefinition(StatusSql, new { Gid = gid.Value }, cancellationToken: cancellationToken));
+        return row switch
+        {
+            { Prepared: true } => BranchStatus.Prepared,
+            { Outcome: "committed" } => BranchStatus.Committed,
+            { Outcome: "aborted" } => BranchStatus.Aborted,
+            _ => BranchStatus.Unknown,
+        };
+    }
+
+    /// <summary>Records that <paramref name="gid"/> aborted, so no late branch of it can prepare. Unforced.</summary>
+    public async Task RecordAbortedAsync(BranchGid gid, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await connection.ExecuteAsync(new CommandDefinition(
+            InsertAbortedSql, new { Gid = gid.Value, TransactionId = gid.Transaction.Value }, transaction, cancellationToken: cancellationToken));
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    /// <summary>Writes the commit marker inside the branch, then <c>PREPARE TRANSACTION</c>. On success the session is no longer in a transaction.</summary>
+    public static async Task PrepareAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BranchGid gid, CancellationToken cancellationToken)
+    {
+        await connection.ExecuteAsync(new CommandDefinition(
+            InsertCommittedMarkerSql, new { Gid = gid.Value, TransactionId = gid.Transaction.Value }, transaction, cancellationToken: cancellationToken));
+        await using var prepare = new NpgsqlCommand($"PREPARE TRANSACTION '{BranchGid.EnsureSafe(gid.Value)}'", connection, transaction);
+        await prepare.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary><c>COMMIT PREPARED</c>. Throws <see cref="PostgresException"/> 42704 when no such prepared transaction exists.</summary>
+    public Task CommitPreparedAsync(BranchGid gid, CancellationToken cancellationToken) =>
+        ExecuteOutsideTransactionAsync($"COMMIT PREPARED '{BranchGid.EnsureSafe(gid.Value)}'", cancellationToken);
+
+    /// <summary><c>ROLLBACK PREPARED</c>. Throws <see cref="PostgresException"/> 42704 when no such prepared transaction exists.</summary>
+    public Task RollbackPreparedAsync(BranchGid gid, CancellationToken cancellationToken) =>
+        ExecuteOutsideTransactionAsync($"ROLLBACK PREPARED '{BranchGid.EnsureSafe(gid.Value)}'", cancellationToken);
+
+    /// <summary>This participant's prepared branches in this database, oldest first. GIDs TxCoord did not make are left out.</summary>
+    public async Task<IReadOnlyList<PreparedBranch>> ListPreparedAsync(ParticipantId participant, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var rows = await connection.QueryAsync<(string Gid, double AgeSeconds)>(
+            new CommandDefinition(ListPreparedSql, cancellationToken: cancellationToken));
+        var result = new List<PreparedBranch>();
+        foreach (var (text, ageSeconds) in rows)
+        {
+            if (BranchGid.TryParse(text, out var gid) && gid.Participant == participant)
+            {
+                result.Add(new PreparedBranch(gid, TimeSpan.FromSeconds(Math.Max(0, ageSeconds))));
+            }
+        }
+
+        return result;
+    }
+
+    private async Task ExecuteOutsideTransactionAsync(string sql, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using var command = new NpgsqlCommand(sql, connection);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    internal static string Describe(NpgsqlConnection connection) =>
+        $"{connection.Host}:{connection.Port}/{connection.Database}";
+}

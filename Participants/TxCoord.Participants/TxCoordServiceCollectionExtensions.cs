@@ -1,0 +1,89 @@
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using TxCoord.Contracts;
+using TxCoord.Participants.Initiator;
+using TxCoord.Participants.Participant;
+
+namespace TxCoord.Participants;
+
+/// <summary>Registers the TxCoord SDK. The application owns its MassTransit bus and its transport.</summary>
+public static class TxCoordServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers <see cref="ITransactionInitiator"/>: begin, send work, commit, roll back.
+    /// </summary>
+    public static IServiceCollection AddTxCoordInitiator(this IServiceCollection services, Action<TxCoordInitiatorOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(configure);
+        var options = new TxCoordInitiatorOptions();
+        configure(options);
+        BranchGid.EnsureValidName(options.CoordinatorId, "coordinator id (TxCoord initiator option CoordinatorId)");
+        foreach (var (name, value) in new[] { ("TransactionTimeout", options.TransactionTimeout), ("WorkTimeout", options.WorkTimeout), ("CommitTimeout", options.CommitTimeout) })
+        {
+            if (value <= TimeSpan.Zero)
+            {
+                throw new ArgumentException($"TxCoord initiator option {name} must be positive (was {value}).");
+            }
+        }
+
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<ITransactionInitiator>(sp => new TransactionInitiator(
+            options, sp, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<TransactionInitiator>>()));
+        return services;
+    }
+
+    /// <summary>
+    /// Registers one participant: a PostgreSQL database behind a queue named after its id. Call it
+    /// once per participant (a process may host several), then add its endpoint to the bus with
+    /// <see cref="TxCoordBusConfiguratorExtensions.ConfigureTxCoordParticipantEndpoints"/>.
+    /// Bad options throw here, with a message that says what to fix.
+    /// </summary>
+    public static IServiceCollection AddTxCoordParticipant(this IServiceCollection services, Action<TxCoordParticipantOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(configure);
+        var options = new TxCoordParticipantOptions();
+        configure(options);
+        options.Validate();
+
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton(sp => new ParticipantRuntime(
+            options, sp, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ParticipantRuntime>>()));
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, ParticipantBackgroundService>());
+        return services;
+    }
+}
+
+/// <summary>Adds TxCoord's receive endpoints to a MassTransit bus, on any transport.</summary>
+public static class TxCoordBusConfiguratorExtensions
+{
+    /// <summary>
+    /// Adds one receive endpoint per registered participant, handling its work messages and the
+    /// coordinator's Prepare, Commit and Abort. Works with RabbitMQ and with the in-memory
+    /// transport (embedded mode).
+    /// </summary>
+    public static void ConfigureTxCoordParticipantEndpoints(this IBusFactoryConfigurator configurator, IRegistrationContext context)
+    {
+        ArgumentNullException.ThrowIfNull(configurator);
+        ArgumentNullException.ThrowIfNull(context);
+        foreach (var participant in context.GetServices<ParticipantRuntime>())
+        {
+            configurator.ReceiveEndpoint(TxCoordQueues.Participant(participant.Id), endpoint =>
+            {
+                // Messages are sent to this queue by address, never published: no fan-out bindings.
+                endpoint.ConfigureConsumeTopology = false;
+                endpoint.PrefetchCount = participant.Options.ConcurrentMessageLimit;
+                endpoint.ConcurrentMessageLimit = participant.Options.ConcurrentMessageLimit;
+                endpoint.Handler<PrepareBranch>(participant.HandlePrepareAsync);
+                endpoint.Handler<CommitBranch>(participant.HandleCommitAsync);
+                endpoint.Handler<AbortBranch>(participant.HandleAbortAsync);
+                foreach (var handler in participant.Options.Handlers)
+                {
+                    handler.Configure(endpoint, participant);
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,259 @@
+using Dapper;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using TxCoord.Contracts;
+using TxCoord.Coordinator;
+using TxCoord.Participants;
+
+namespace TxCoord.Tests.Integration.Infrastructure;
+
+public enum Transport
+{
+    RabbitMq,
+    InMemory,
+}
+
+/// <summary>What a test cluster runs with; short timeouts so failure paths finish quickly.</summary>
+internal sealed record ClusterOptions
+{
+    public Transport Transport { get; init; } = Transport.RabbitMq;
+    public int Participants { get; init; } = 2;
+    public TimeSpan VoteTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan BranchTimeout { get; init; } = TimeSpan.FromSeconds(20);
+    public TimeSpan DecisionTimeout { get; init; } = TimeSpan.FromSeconds(2);
+    public TimeSpan ResolveInterval { get; init; } = TimeSpan.FromMilliseconds(500);
+    public TimeSpan CommitTimeout { get; init; } = TimeSpan.FromSeconds(20);
+    public Action<IServiceCollection, string>? ConfigureParticipant { get; init; }
+}
+
+/// <summary>
+/// A coordinator, its participants and an initiator, each in its own host with its own bus, as
+/// separate services would be, over the real RabbitMQ (or all in one host over the in-memory
+/// transport: the embedded mode). Every cluster has its own databases, coordinator id and
+/// participant ids, so tests never see each other's queues or rows.
+/// </summary>
+internal sealed class TxCoordCluster : IAsyncDisposable
+{
+    private readonly ClusterOptions _options;
+    private readonly string _suffix = Guid.NewGuid().ToString("N")[..10];
+    private readonly Dictionary<string, IHost> _participantHosts = [];
+    private IHost? _coordinatorHost;
+    private IHost? _initiatorHost;
+
+    private TxCoordCluster(ClusterOptions options)
+    {
+        _options = options;
+        CoordinatorId = $"c-{_suffix}";
+        ParticipantIds = Enumerable.Range(1, options.Participants).Select(i => $"p{i}-{_suffix}").ToArray();
+    }
+
+    public string CoordinatorId { get; }
+
+    public IReadOnlyList<string> ParticipantIds { get; }
+
+    public string JournalConnectionString { get; private set; } = "";
+
+    public Dictionary<string, string> ParticipantDatabases { get; } = [];
+
+    public ITransactionInitiator Initiator => (_initiatorHost ?? _coordinatorHost)!.Services.GetRequiredService<ITransactionInitiator>();
+
+    public static async Task<TxCoordCluster> StartAsync(ClusterOptions? options = null)
+    {
+        var cluster = new TxCoordCluster(options ?? new ClusterOptions());
+        await cluster.CreateDatabasesAsync();
+        if (cluster._options.Transport == Transport.InMemory)
+        {
+            await cluster.StartEmbeddedAsync();
+        }
+        else
+        {
+            await cluster.StartCoordinatorAsync();
+            foreach (var participant in cluster.ParticipantIds)
+            {
+                await cluster.StartParticipantAsync(participant);
+            }
+
+            cluster._initiatorHost = await StartHostAsync(cluster.ConfigureInitiator, cluster.ConfigureBus((_, _) => { }));
+        }
+
+        return cluster;
+    }
+
+    private async Task CreateDatabasesAsync()
+    {
+        JournalConnectionString = await TestServers.CreateDatabaseAsync($"it_{_suffix}_journal");
+        foreach (var (participant, index) in ParticipantIds.Select((p, i) => (p, i + 1)))
+        {
+            var connectionString = await TestServers.CreateDatabaseAsync($"it_{_suffix}_p{index}");
+            await KeyValueParticipant.CreateSchemaAsync(connectionString);
+            ParticipantDatabases[participant] = connectionString;
+        }
+    }
+
+    public async Task StartCoordinatorAsync() =>
+        _coordinatorHost = await StartHostAsync(ConfigureCoordinator, ConfigureBus((cfg, ctx) => cfg.ConfigureTxCoordCoordinatorEndpoint(ctx)));
+
+    public async Task StopCoordinatorAsync()
+    {
+        if (_coordinatorHost is { } host)
+        {
+            _coordinatorHost = null;
+            await StopHostAsync(host);
+        }
+    }
+
+    public async Task StartParticipantAsync(string participant) =>
+        _participantHosts[participant] = await StartHostAsync(
+            services => ConfigureParticipant(services, participant),
+            ConfigureBus((cfg, ctx) => cfg.ConfigureTxCoordParticipantEndpoints(ctx)));
+
+    public async Task StopParticipantAsync(string participant)
+    {
+        if (_participantHosts.Remove(participant, out var host))
+        {
+            await StopHostAsync(host);
+        }
+    }
+
+    /// <summary>A bus of the test's own, to talk to participants or the coordinator directly as another peer would.</summary>
+    public async Task<IHost> StartProbeAsync(Action<IBusFactoryConfigurator, IBusRegistrationContext> endpoints, Action<IServiceCollection> services) =>
+        await StartHostAsync(services, ConfigureBus(endpoints));
+
+    private async Task StartEmbeddedAsync() =>
+        _coordinatorHost = await StartHostAsync(
+            services =>
+            {
+                ConfigureCoordinator(services);
+                foreach (var participant in ParticipantIds)
+                {
+                    ConfigureParticipant(services, participant);
+                }
+
+                ConfigureInitiator(services);
+            },
+            ConfigureBus((cfg, ctx) =>
+            {
+                cfg.ConfigureTxCoordCoordinatorEndpoint(ctx);
+                cfg.ConfigureTxCoordParticipantEndpoints(ctx);
+            }));
+
+    private void ConfigureCoordinator(IServiceCollection services) =>
+        services.AddTxCoordCoordinator(o =>
+        {
+            o.CoordinatorId = CoordinatorId;
+            o.JournalConnectionString = JournalConnectionString;
+            o.VoteTimeout = _options.VoteTimeout;
+            o.RedriveInitialInterval = TimeSpan.FromMilliseconds(500);
+            o.RedriveMaxInterval = TimeSpan.FromSeconds(2);
+        });
+
+    private void ConfigureParticipant(IServiceCollection services, string participant)
+    {
+        services.AddTxCoordParticipant(o =>
+        {
+            o.ParticipantId = participant;
+            o.ConnectionString = ParticipantDatabases[participant];
+            o.BranchTimeout = _options.BranchTimeout;
+            o.DecisionTimeout = _options.DecisionTimeout;
+            o.ResolveInterval = _options.ResolveInterval;
+            o.OutcomeQueryTimeout = TimeSpan.FromSeconds(2);
+            KeyValueParticipant.Configure(o);
+        });
+        _options.ConfigureParticipant?.Invoke(services, participant);
+    }
+
+    private void ConfigureInitiator(IServiceCollection services) =>
+        services.AddTxCoordInitiator(o =>
+        {
+            o.CoordinatorId = CoordinatorId;
+            o.WorkTimeout = TimeSpan.FromSeconds(10);
+            o.CommitTimeout = _options.CommitTimeout;
+        });
+
+    private Action<IBusRegistrationConfigurator> ConfigureBus(Action<IBusFactoryConfigurator, IBusRegistrationContext> endpoints) =>
+        x =>
+        {
+            if (_options.Transport == Transport.InMemory)
+            {
+                x.UsingInMemory((ctx, cfg) => endpoints(cfg, ctx));
+            }
+            else
+            {
+                x.UsingRabbitMq((ctx, cfg) =>
+                {
+                    cfg.Host(TestServers.RabbitMq);
+                    endpoints(cfg, ctx);
+                });
+            }
+        };
+
+    private static async Task<IHost> StartHostAsync(Action<IServiceCollection> configure, Action<IBusRegistrationConfigurator> bus)
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Logging.AddFilter("MassTransit", LogLevel.Error);
+        configure(builder.Services);
+        builder.Services.AddMassTransit(bus);
+        builder.Services.Configure<MassTransitHostOptions>(o =>
+        {
+            o.WaitUntilStarted = true;
+            o.StartTimeout = TimeSpan.FromSeconds(30);
+            o.StopTimeout = TimeSpan.FromSeconds(10);
+        });
+        var host = builder.Build();
+        await host.StartAsync();
+        return host;
+    }
+
+    private static async Task StopHostAsync(IHost host)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await host.StopAsync(timeout.Token);
+        host.Dispose();
+    }
+
+    public async Task<long> CountPreparedAsync() =>
+        (await Task.WhenAll(ParticipantDatabases.Values.Select(KeyValueParticipant.CountPreparedAsync))).Sum();
+
+    /// <summary>The value of <paramref name="key"/> in each participant's database (null where absent).</summary>
+    public async Task<string?[]> ReadEverywhereAsync(string key) =>
+        await Task.WhenAll(ParticipantIds.Select(p => KeyValueParticipant.ReadAsync(ParticipantDatabases[p], key)));
+
+    /// <summary>Rows of the coordinator's journal that are not finished.</summary>
+    public async Task<long> CountOpenJournalEntriesAsync()
+    {
+        await using var connection = new NpgsqlConnection(JournalConnectionString);
+        return await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM txcoord.transactions WHERE state = 'committing'");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var host in new[] { _initiatorHost, _coordinatorHost }.Concat(_participantHosts.Values))
+        {
+            if (host is not null)
+            {
+                await StopHostAsync(host);
+            }
+        }
+
+        _participantHosts.Clear();
+
+        // A failed test may leave branches prepared; they would hold slots of max_prepared_transactions shared by every test.
+        foreach (var connectionString in ParticipantDatabases.Values)
+        {
+            await using var connection = new NpgsqlConnection(connectionString);
+            foreach (var gid in await connection.QueryAsync<string>("SELECT gid FROM pg_prepared_xacts WHERE database = current_database()"))
+            {
+                if (BranchGid.IsSafe(gid))
+                {
+                    await connection.ExecuteAsync($"ROLLBACK PREPARED '{gid}'");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+using Microsoft.Extensions.DependencyInjection;
+using TxCoord.Participants;
+
+namespace TxCoord.Samples.Bank;
+
+/// <summary>Registers a bank participant with the TxCoord SDK.</summary>
+public static class BankServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers participant <paramref name="participantId"/> (e.g. "bank-a") on the database of
+    /// <paramref name="connectionString"/>, handling <see cref="DebitAccount"/>, <see cref="CreditAccount"/>
+    /// and <see cref="ProbeAccounts"/>. <paramref name="configure"/> may change the SDK's other
+    /// options (timeouts, concurrency). Add the endpoint to the bus with
+    /// <see cref="TxCoordBusConfiguratorExtensions.ConfigureTxCoordParticipantEndpoints"/>.
+    /// The bank tables must exist: see <see cref="BankSchema.EnsureCreatedAsync"/>.
+    /// </summary>
+    public static IServiceCollection AddBankParticipant(
+        this IServiceCollection services, string participantId, string connectionString, Action<TxCoordParticipantOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        return services.AddTxCoordParticipant(options =>
+        {
+            options.ParticipantId = participantId;
+            options.ConnectionString = connectionString;
+            configure?.Invoke(options);
+            options.Handle<DebitAccount>(BankWork.DebitAsync);
+            options.Handle<CreditAccount>(BankWork.CreditAsync);
+            options.Handle<ProbeAccounts>(BankWork.ProbeAsync);
+        });
+    }
+}
