@@ -32,7 +32,9 @@ public sealed class TwoPhaseCommitTests(Transport transport)
         var result = await tx.CommitAsync();
 
         Assert.That(result.Outcome, Is.EqualTo(CommitOutcome.Committed), result.Reason);
-        Assert.That(await _cluster.ReadEverywhereAsync(key), Is.All.EqualTo("v1"));
+        // Committed means decided and durable; phase 2 reaches the databases just after.
+        await Eventually.WaitForAsync(
+            () => _cluster.ReadEverywhereAsync(key), values => values.All(v => v == "v1"), TimeSpan.FromSeconds(15), "the commit to reach both databases");
         await AssertQuiescentAsync();
     }
 

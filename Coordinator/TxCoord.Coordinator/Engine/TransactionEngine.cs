@@ -9,6 +9,9 @@ namespace TxCoord.Coordinator.Engine;
 /// </summary>
 internal sealed class TransactionEngine
 {
+    /// <summary>The reason given with Committed to a rollback that came after the commit decision.</summary>
+    public const string RollbackTooLate = "rollback refused: the transaction had already decided commit";
+
     private readonly ImmutableDictionary<CommitProtocol, ICommitProtocolEngine> _protocols;
 
     public TransactionEngine(EngineSettings settings)
@@ -85,6 +88,10 @@ internal sealed class TransactionEngine
         };
         return Abort(state, reason, now);
     }
+
+    /// <summary>The abort reason of a rollback requested by the initiator.</summary>
+    public static string RollbackReason(string? reason) =>
+        string.IsNullOrWhiteSpace(reason) ? "rollback requested by the initiator" : $"rollback requested: {reason}";
 
     /// <summary>
     /// The abort every protocol shares: tell every participant, answer the initiator, record it

@@ -12,8 +12,6 @@ namespace TxCoord.Coordinator.Engine;
 /// </summary>
 internal sealed class TwoPhaseCommitEngine(EngineSettings settings) : ICommitProtocolEngine
 {
-    private const string TooLateToRollBack = "rollback refused: the transaction had already decided commit";
-
     public CommitProtocol Protocol => CommitProtocol.TwoPhase;
 
     public Transition Begin(TransactionId transactionId, CommitRequested request, DateTimeOffset now)
@@ -84,7 +82,7 @@ internal sealed class TwoPhaseCommitEngine(EngineSettings settings) : ICommitPro
         switch (@event)
         {
             case RollbackRequested rollback:
-                return TransactionEngine.Abort(state, RollbackReason(rollback.Reason), now);
+                return TransactionEngine.Abort(state, TransactionEngine.RollbackReason(rollback.Reason), now);
 
             case VoteReceived vote when state.Participants.Contains(vote.Participant) && !state.Votes.ContainsKey(vote.Participant):
                 if (vote.Vote == Vote.No)
@@ -157,7 +155,7 @@ internal sealed class TwoPhaseCommitEngine(EngineSettings settings) : ICommitPro
                 return new Transition(state, [new ReplyToInitiator(TransactionOutcome.Committed, null)]);
 
             case RollbackRequested:
-                return new Transition(state, [new ReplyToInitiator(TransactionOutcome.Committed, TooLateToRollBack)]);
+                return new Transition(state, [new ReplyToInitiator(TransactionOutcome.Committed, TransactionEngine.RollbackTooLate)]);
 
             case VoteReceived { Vote: Vote.Yes } vote when state.UnacknowledgedYesVoters.Contains(vote.Participant):
                 // A prepared participant repeating its vote is waiting for the decision.
@@ -187,7 +185,7 @@ internal sealed class TwoPhaseCommitEngine(EngineSettings settings) : ICommitPro
     private static Transition ApplyCommitted(TransactionState state, TransactionEvent @event) => @event switch
     {
         CommitRequested => new Transition(state, [new ReplyToInitiator(TransactionOutcome.Committed, null)]),
-        RollbackRequested => new Transition(state, [new ReplyToInitiator(TransactionOutcome.Committed, TooLateToRollBack)]),
+        RollbackRequested => new Transition(state, [new ReplyToInitiator(TransactionOutcome.Committed, TransactionEngine.RollbackTooLate)]),
         VoteReceived { Vote: Vote.Yes } vote when state.YesVoters.Contains(vote.Participant) =>
             new Transition(state, [new SendCommit(vote.Participant)]),
         _ => Transition.Unchanged(state),
@@ -199,9 +197,6 @@ internal sealed class TwoPhaseCommitEngine(EngineSettings settings) : ICommitPro
         VoteReceived { Vote: Vote.Yes } vote => new Transition(state, [new SendAbort(vote.Participant, state.Reason ?? "aborted")]),
         _ => Transition.Unchanged(state),
     };
-
-    private static string RollbackReason(string? reason) =>
-        string.IsNullOrWhiteSpace(reason) ? "rollback requested by the initiator" : $"rollback requested: {reason}";
 
     /// <summary>Every participant voted Yes or ReadOnly.</summary>
     private Transition AllVoted(TransactionState state, DateTimeOffset now)

@@ -143,11 +143,11 @@ internal sealed class CoordinatorRuntime
             if (known is { IsCommit: true })
             {
                 Log.RequestForFinished(_logger, id, nameof(RollbackTransaction), TransactionOutcome.Committed);
-                await ReplyAsync(entry, id, TransactionOutcome.Committed, "rollback refused: the transaction had already decided commit", cancellationToken);
+                await ReplyAsync(entry, id, TransactionOutcome.Committed, TransactionEngine.RollbackTooLate, cancellationToken);
                 return;
             }
 
-            var reason = string.IsNullOrWhiteSpace(message.Reason) ? "rollback requested by the initiator" : $"rollback requested: {message.Reason}";
+            var reason = TransactionEngine.RollbackReason(message.Reason);
             await RunAsync(entry, TransactionEngine.AbortUnknown(id, CommitProtocol.TwoPhase, message.Participants ?? [], reason, Now), cancellationToken);
         }, cancellationToken);
     }

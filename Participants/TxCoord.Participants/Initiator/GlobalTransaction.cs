@@ -157,11 +157,23 @@ internal sealed class GlobalTransaction(
         }
     }
 
+    /// <summary>
+    /// Disposing a transaction that was neither committed nor rolled back sends the rollback
+    /// without waiting for the answer: disposal never blocks on an unreachable coordinator, and
+    /// the branches roll back on their own timeout at the latest.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
-        if (_result is null && !_commitRequested)
+        if (_result is not null || _commitRequested)
         {
-            await RollbackAsync("disposed without commit");
+            return;
+        }
+
+        var participants = Participants;
+        _result = new CommitResult(id, CommitOutcome.Aborted, "disposed without commit");
+        if (participants.Count > 0)
+        {
+            await initiator.SendToCoordinatorAsync(new RollbackTransaction { TransactionId = id, Participants = participants, Reason = "disposed without commit" });
         }
     }
 

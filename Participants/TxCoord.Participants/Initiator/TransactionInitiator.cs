@@ -53,6 +53,13 @@ internal sealed class TransactionInitiator(
         where T : class =>
         Clients.CreateRequestClient<T>(TxCoordQueues.CoordinatorAddress(Coordinator), ToRequestTimeout(timeout));
 
+    internal async Task SendToCoordinatorAsync<T>(T message)
+        where T : class
+    {
+        var endpoint = await services.GetRequiredService<ISendEndpointProvider>().GetSendEndpoint(TxCoordQueues.CoordinatorAddress(Coordinator));
+        await endpoint.Send(message);
+    }
+
     internal IRequestClient<T> RequestWork<T>(ParticipantId participant)
         where T : class =>
         Clients.CreateRequestClient<T>(TxCoordQueues.ParticipantAddress(participant), ToRequestTimeout(options.WorkTimeout));

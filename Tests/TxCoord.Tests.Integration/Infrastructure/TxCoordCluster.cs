@@ -26,7 +26,8 @@ internal sealed record ClusterOptions
     public TimeSpan DecisionTimeout { get; init; } = TimeSpan.FromSeconds(2);
     public TimeSpan ResolveInterval { get; init; } = TimeSpan.FromMilliseconds(500);
     public TimeSpan CommitTimeout { get; init; } = TimeSpan.FromSeconds(20);
-    public Action<IServiceCollection, string>? ConfigureParticipant { get; init; }
+    /// <summary>Registers the participants' work handlers; the key-value test handlers by default.</summary>
+    public Action<TxCoordParticipantOptions> Handlers { get; init; } = KeyValueParticipant.Configure;
 }
 
 /// <summary>
@@ -150,8 +151,7 @@ internal sealed class TxCoordCluster : IAsyncDisposable
             o.RedriveMaxInterval = TimeSpan.FromSeconds(2);
         });
 
-    private void ConfigureParticipant(IServiceCollection services, string participant)
-    {
+    private void ConfigureParticipant(IServiceCollection services, string participant) =>
         services.AddTxCoordParticipant(o =>
         {
             o.ParticipantId = participant;
@@ -160,10 +160,8 @@ internal sealed class TxCoordCluster : IAsyncDisposable
             o.DecisionTimeout = _options.DecisionTimeout;
             o.ResolveInterval = _options.ResolveInterval;
             o.OutcomeQueryTimeout = TimeSpan.FromSeconds(2);
-            KeyValueParticipant.Configure(o);
+            _options.Handlers(o);
         });
-        _options.ConfigureParticipant?.Invoke(services, participant);
-    }
 
     private void ConfigureInitiator(IServiceCollection services) =>
         services.AddTxCoordInitiator(o =>

@@ -23,9 +23,17 @@ public static class BankServiceCollectionExtensions
             options.ParticipantId = participantId;
             options.ConnectionString = connectionString;
             configure?.Invoke(options);
-            options.Handle<DebitAccount>(BankWork.DebitAsync);
-            options.Handle<CreditAccount>(BankWork.CreditAsync);
-            options.Handle<ProbeAccounts>(BankWork.ProbeAsync);
+            options.HandleBankWork();
         });
+    }
+
+    /// <summary>Registers the bank's work handlers (debit, credit, probe) on a participant's options.</summary>
+    public static TxCoordParticipantOptions HandleBankWork(this TxCoordParticipantOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return options
+            .Handle<DebitAccount>(BankWork.DebitAsync)
+            .Handle<CreditAccount>(BankWork.CreditAsync)
+            .Handle<ProbeAccounts>(BankWork.ProbeAsync);
     }
 }
