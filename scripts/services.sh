@@ -329,16 +329,43 @@ _txc_pg_create_dbs() {
     done
 }
 
-# Stop one cluster: fast (rolls back open transactions, keeps prepared ones), then
-# immediate, then SIGKILL. Silent no-op when it is not running.
-_txc_pg_stop_dir() {
-    local dir="$1" how="${2:-fast}" pid
-    [[ -f "$dir/data/postmaster.pid" ]] || return 0
+# PID of the postmaster serving DIR/data. Normally from postmaster.pid; if that is gone
+# (run dir deleted under a running server) from the exact command line `postgres -D
+# DIR/data` that pg_ctl gives it (backends' command lines don't have -D).
+_txc_pg_pid() {
+    local dir="$1" pid p args
     pid="$(head -n 1 "$dir/data/postmaster.pid" 2>/dev/null || true)"
-    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 0
+    if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+        echo "$pid"
+        return 0
+    fi
+    for p in $(pgrep -x postgres 2>/dev/null || true); do
+        args="$( { tr '\0' '\n' <"/proc/$p/cmdline"; } 2>/dev/null || true)"
+        if grep -qx -- '-D' <<<"$args" && grep -qxF -- "$dir/data" <<<"$args"; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Stop one cluster: fast (rolls back open transactions, keeps prepared ones), then
+# immediate, then SIGKILL. Silent no-op when it is not running. Without a usable data
+# dir (pg_ctl needs postmaster.pid) the same shutdown modes are sent as signals.
+_txc_pg_stop_dir() {
+    local dir="$1" how="${2:-fast}" pid i
+    pid="$(_txc_pg_pid "$dir")" || return 0
     _txc_log "stopping PostgreSQL in $dir (-m $how) ..."
-    [[ "$how" == fast ]] && _txc_as postgres "$TXC_PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 20 stop >/dev/null 2>&1 && return 0
-    _txc_as postgres "$TXC_PG_BIN/pg_ctl" -D "$dir/data" -m immediate -w -t 10 stop >/dev/null 2>&1 && return 0
+    if [[ -f "$dir/data/postmaster.pid" ]]; then
+        [[ "$how" == fast ]] && _txc_as postgres "$TXC_PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 20 stop >/dev/null 2>&1 && return 0
+        _txc_as postgres "$TXC_PG_BIN/pg_ctl" -D "$dir/data" -m immediate -w -t 10 stop >/dev/null 2>&1 && return 0
+    else
+        # SIGINT = fast shutdown, SIGQUIT = immediate shutdown (see pg_ctl -m).
+        [[ "$how" == fast ]] && kill -INT "$pid" 2>/dev/null
+        for ((i = 0; i < 200; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+        kill -QUIT "$pid" 2>/dev/null
+        for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    fi
     kill -KILL "$pid" 2>/dev/null || true
 }
 
@@ -412,8 +439,8 @@ txc_rabbitmqctl() {
 _txc_rmqctl() {
     local secs="$1"; shift
     _txc_rmq_env
-    (cd "$TXC_RMQ_DIR" && _txc_as rabbitmq env "${TXC_RMQ_ENV[@]}" \
-        timeout "$secs" "$TXC_RMQ_BIN/rabbitmqctl" -n "$TXC_RMQ_NODE" "$@")
+    _txc_as rabbitmq env "${TXC_RMQ_ENV[@]}" \
+        timeout "$secs" "$TXC_RMQ_BIN/rabbitmqctl" -n "$TXC_RMQ_NODE" "$@"
 }
 
 # PIDs of beam.smp processes that belong to OUR node. RabbitMQ 3.x passes node name and
@@ -478,9 +505,12 @@ _txc_rmq_stop() {
     if [[ -n "$pids" ]]; then
         _txc_log "stopping RabbitMQ node $TXC_RMQ_NODE ($how) ..."
         if [[ "$how" == graceful ]]; then
-            # With the pid file, `stop` returns only once the VM process has exited.
-            _txc_rmqctl 60 -q stop "$TXC_RMQ_DIR/rabbitmq.pid" \
-                >"$TXC_RMQ_DIR/stop.log" 2>&1 || true
+            # With the pid file, `stop` returns only once the VM process has exited (without
+            # it, `stop` would wait for the file to appear: run dir deleted under the node).
+            local log="$TXC_RMQ_DIR/stop.log" pidfile=()
+            [[ -d "$TXC_RMQ_DIR" ]] || log=/dev/null
+            [[ -f "$TXC_RMQ_DIR/rabbitmq.pid" ]] && pidfile=("$TXC_RMQ_DIR/rabbitmq.pid")
+            _txc_rmqctl 60 -q stop "${pidfile[@]}" >"$log" 2>&1 || true
             pids="$(_txc_rmq_pids)"
             for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
             for ((i = 0; i < 50; i++)); do
@@ -571,13 +601,16 @@ txc_services_start() {
                      "wait for it, stop it, or use: $TXC_SERVICES_SCRIPT_PATH stop $mode"
             return 1
         fi
-        # shellcheck disable=SC1091
-        ( set +e; source "$TXC_RUN_DIR/services.env"
-          if _txc_anything_running; then
-              _txc_log "stopping leftovers of a previous '$mode' run in $TXC_RUN_DIR ..."
-              _txc_stop_all quiet
-          fi ) || true
     fi
+    # (services.env may be gone too - e.g. /tmp cleaned under running servers - so
+    # leftovers are found by process, from the paths/node name this mode always uses.)
+    # shellcheck disable=SC1091
+    ( set +e
+      [[ -f "$TXC_RUN_DIR/services.env" ]] && source "$TXC_RUN_DIR/services.env"
+      if _txc_anything_running; then
+          _txc_log "stopping leftovers of a previous '$mode' run in $TXC_RUN_DIR ..."
+          _txc_stop_all quiet
+      fi ) || true
     # From here on the run dir is ours: the trap's txc_services_stop may act on it. (Not
     # before: a start refused above must not stop the other run's servers on exit.)
     TXC_OWNED=1
@@ -648,11 +681,10 @@ EOF
 
 # True when a server of this run dir is still running.
 _txc_anything_running() {
-    local d pid
+    local d
     [[ -n "$(_txc_rmq_pids)" ]] && return 0
     for d in "$TXC_PG_DIR" "$TXC_PG_NOPREP_DIR"; do
-        pid="$(head -n 1 "$d/data/postmaster.pid" 2>/dev/null || true)"
-        [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && return 0
+        _txc_pg_pid "$d" >/dev/null && return 0
     done
     return 1
 }
