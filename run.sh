@@ -252,15 +252,15 @@ cmd_demo() {
 
     # Misconfiguration (bad connection string, broker unreachable) makes a .NET host exit
     # within a few seconds: catch that here rather than with a confusing transfers error.
-    local warmup="${TXCOORD_DEMO_WARMUP_SECONDS:-5}" i
-    say "waiting ${warmup}s for the services to settle ..."
+    local warmup="${TXCOORD_DEMO_WARMUP_SECONDS:-2}" i
+    say "checking for ${warmup}s that the services stay up (the driver then waits until they answer) ..."
     for ((i = 0; i < warmup * 5; i++)); do
         any_dead && break
         sleep 0.2
     done
     report_dead || die "a demo service died during start-up (logs in $logs)"
 
-    say "dashboard: $dashboard_url/   logs: $logs/"
+    say "coordinator health: $dashboard_url/health   logs: $logs/"
     say "running transfers: dotnet $transfers $*"
     local rc=0
     txc_run_fg env "ConnectionStrings__BankA=$bank_a" \
@@ -271,7 +271,7 @@ cmd_demo() {
 
     report_dead || echo "run.sh: (a background service died during the run; see above)" >&2
     if [[ "${TXCOORD_DEMO_HOLD:-0}" == 1 && $rc -eq 0 ]]; then
-        say "TXCOORD_DEMO_HOLD=1: services keep running; dashboard $dashboard_url/ - press Ctrl-C to stop"
+        say "TXCOORD_DEMO_HOLD=1: services keep running; coordinator $dashboard_url/health - press Ctrl-C to stop"
         while ! any_dead; do sleep 1; done
         report_dead || true
     fi
