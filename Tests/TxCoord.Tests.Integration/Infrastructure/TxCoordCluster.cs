@@ -119,6 +119,10 @@ internal sealed class TxCoordCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>The SDK runtime of a running participant, to read its health (working and blocked branches).</summary>
+    internal Participants.Participant.ParticipantRuntime ParticipantRuntime(string participant) =>
+        _participantHosts[participant].Services.GetServices<Participants.Participant.ParticipantRuntime>().Single();
+
     /// <summary>A bus of the test's own, to talk to participants or the coordinator directly as another peer would.</summary>
     public async Task<IHost> StartProbeAsync(Action<IBusFactoryConfigurator, IBusRegistrationContext> endpoints, Action<IServiceCollection> services) =>
         await StartHostAsync(services, ConfigureBus(endpoints));
