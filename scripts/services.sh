@@ -111,6 +111,11 @@ _txc_mode_ports() {
         test)  echo "55432 55433 55672 55682" ;;
         demo)  echo "56432 56433 56672 56682" ;;
         bench) echo "57432 57433 57672 57682" ;;
+        # Private sets for developers working side by side (scripts/services.sh start dev1).
+        dev1)  echo "58432 58433 58672 58682" ;;
+        dev2)  echo "59432 59433 59672 59682" ;;
+        dev3)  echo "60432 60433 60672 60682" ;;
+        dev4)  echo "61432 61433 61672 61682" ;;
         *)     return 1 ;;
     esac
 }
@@ -122,7 +127,7 @@ _txc_mode_ports() {
 _txc_configure() {
     local mode="$1" ports
     if ! ports="$(_txc_mode_ports "$mode")"; then
-        _txc_err "unknown mode '$mode' (expected test, demo or bench)"
+        _txc_err "unknown mode '$mode' (expected test, demo, bench or dev1..dev4)"
         return 2
     fi
     read -r TXC_PG_PORT TXC_PG_NOPREP_PORT TXC_AMQP_PORT TXC_DIST_PORT <<<"$ports"
