@@ -113,6 +113,7 @@ cmd_test() {
     export TXCOORD_TEST_RABBITMQ="$TXCOORD_RABBITMQ"
 
     build_solution || exit 1
+    "$REPO_ROOT/scripts/ensure-chromium.sh" || echo "run.sh: Chromium is missing: the dashboard's browser tests will fail" >&2
 
     # A fresh results dir per run, so only this run's .trx files are counted. Without
     # LogFileName each test assembly writes its own uniquely named .trx file.
@@ -260,7 +261,7 @@ cmd_demo() {
     done
     report_dead || die "a demo service died during start-up (logs in $logs)"
 
-    say "coordinator health: $dashboard_url/health   logs: $logs/"
+    say "dashboard: $dashboard_url/   (JSON API $dashboard_url/api/overview, metrics $dashboard_url/metrics, health $dashboard_url/health)   logs: $logs/"
     say "running transfers: dotnet $transfers $*"
     local rc=0
     txc_run_fg env "ConnectionStrings__BankA=$bank_a" \

@@ -24,6 +24,7 @@
 #     test   55432       55433        55672  55682        /tmp/txcoord-test
 #     demo   56432       56433        56672  56682        /tmp/txcoord-demo
 #     bench  57432       57433        57672  57682        /tmp/txcoord-bench
+#     crash  54432       54433        54672  54682        /tmp/txcoord-crash  (started by the crash tests)
 #
 # The run dir (override: TXCOORD_RUN_DIR) lives under /tmp because the repository may
 # be cloned into a 0700 home directory that the postgres/rabbitmq users cannot enter.
@@ -111,6 +112,8 @@ _txc_mode_ports() {
         test)  echo "55432 55433 55672 55682" ;;
         demo)  echo "56432 56433 56672 56682" ;;
         bench) echo "57432 57433 57672 57682" ;;
+        # The crash tests' own set (Tests/TxCoord.Tests.Crash): they restart these servers.
+        crash) echo "54432 54433 54672 54682" ;;
         # Private sets for developers working side by side (scripts/services.sh start dev1).
         dev1)  echo "58432 58433 58672 58682" ;;
         dev2)  echo "59432 59433 59672 59682" ;;
@@ -127,7 +130,7 @@ _txc_mode_ports() {
 _txc_configure() {
     local mode="$1" ports
     if ! ports="$(_txc_mode_ports "$mode")"; then
-        _txc_err "unknown mode '$mode' (expected test, demo, bench or dev1..dev4)"
+        _txc_err "unknown mode '$mode' (expected test, demo, bench, crash or dev1..dev4)"
         return 2
     fi
     read -r TXC_PG_PORT TXC_PG_NOPREP_PORT TXC_AMQP_PORT TXC_DIST_PORT <<<"$ports"

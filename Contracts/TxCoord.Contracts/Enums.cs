@@ -32,3 +32,22 @@ public enum TransactionOutcome
     /// <summary>Not decided yet: the transaction is still in its prepare phase.</summary>
     Pending = 2,
 }
+
+/// <summary>What a participant knows of its own branch, as it tells a peer during termination.</summary>
+public enum BranchState
+{
+    /// <summary>Prepared (voted Yes); no PreCommit or termination proposal taken.</summary>
+    Prepared = 0,
+
+    /// <summary>3PC: prepared and PreCommitted (by the coordinator or a termination round).</summary>
+    PreCommitted = 1,
+
+    /// <summary>3PC: prepared and PreAborted by a termination round.</summary>
+    PreAborted = 2,
+
+    /// <summary>The branch committed.</summary>
+    Committed = 3,
+
+    /// <summary>The branch rolled back, or never voted Yes and is now fenced: it can never prepare.</summary>
+    Aborted = 4,
+}

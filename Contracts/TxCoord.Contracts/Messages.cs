@@ -26,6 +26,9 @@ public sealed record RollbackTransaction
     public required TransactionId TransactionId { get; init; }
     public required IReadOnlyList<ParticipantId> Participants { get; init; }
     public string? Reason { get; init; }
+
+    /// <summary>The protocol the transaction was begun with (recorded with the abort).</summary>
+    public CommitProtocol Protocol { get; init; } = CommitProtocol.TwoPhase;
 }
 
 /// <summary>The coordinator's answer to <see cref="CommitTransaction"/> and <see cref="RollbackTransaction"/>.</summary>
@@ -130,4 +133,109 @@ public sealed record BranchAborted
 {
     public required TransactionId TransactionId { get; init; }
     public required ParticipantId Participant { get; init; }
+}
+
+// ---- coordinator <-> participant: three-phase commit --------------------------------
+
+/// <summary>
+/// 3PC, second phase: the coordinator forced PreCommit to its journal after every participant
+/// voted Yes. The participant records PreCommitted durably (outside its prepared transaction)
+/// and answers <see cref="BranchPreCommitted"/>; one that has joined a termination round refuses.
+/// </summary>
+public sealed record PreCommitBranch
+{
+    public required TransactionId TransactionId { get; init; }
+    public required CoordinatorId Coordinator { get; init; }
+    public required ParticipantId Participant { get; init; }
+}
+
+/// <summary>A participant's acknowledgement that it recorded PreCommitted (3PC).</summary>
+public sealed record BranchPreCommitted
+{
+    public required TransactionId TransactionId { get; init; }
+    public required ParticipantId Participant { get; init; }
+}
+
+// ---- participant <-> participant: termination ----------------------------------------
+
+/// <summary>
+/// Asks a peer what it knows of its branch (request/response: answered by <see cref="BranchStateReported"/>).
+/// Round 0 is a plain question (2PC cooperative termination). Round 1 and above is a 3PC termination
+/// round led by <see cref="Asker"/>: the addressee joins it, durably, before answering (it then ignores
+/// lower rounds and the coordinator's PreCommit). A peer that never voted Yes fences its branch
+/// (it can never prepare afterwards) and answers Aborted.
+/// </summary>
+public sealed record GetBranchState
+{
+    public required TransactionId TransactionId { get; init; }
+    public required CoordinatorId Coordinator { get; init; }
+
+    /// <summary>The peer asked.</summary>
+    public required ParticipantId Participant { get; init; }
+
+    /// <summary>The participant asking (the round's leader from round 1 on).</summary>
+    public required ParticipantId Asker { get; init; }
+
+    public int Round { get; init; }
+}
+
+/// <summary>A peer's answer to <see cref="GetBranchState"/>.</summary>
+public sealed record BranchStateReported
+{
+    public required TransactionId TransactionId { get; init; }
+    public required ParticipantId Participant { get; init; }
+    public required BranchState State { get; init; }
+
+    /// <summary>The round asked about.</summary>
+    public int Round { get; init; }
+
+    /// <summary>True when the peer joined <see cref="Round"/>; false when it had joined a higher one (or for round 0).</summary>
+    public bool Joined { get; init; }
+
+    /// <summary>The highest termination round the peer has joined (0: none, it follows the coordinator).</summary>
+    public int LastElected { get; init; }
+
+    /// <summary>The round in which the peer took its PreCommitted or PreAborted state (0: the coordinator's PreCommit); null otherwise.</summary>
+    public int? LastAttempt { get; init; }
+}
+
+/// <summary>
+/// 3PC termination, second step: the round's leader asks a peer to take PreCommitted
+/// (<see cref="Outcome"/> Committed) or PreAborted (Aborted) in this round, durably. Answered by
+/// <see cref="TerminationProposalAnswered"/>; refused by a peer that has joined a higher round.
+/// </summary>
+public sealed record ProposeTermination
+{
+    public required TransactionId TransactionId { get; init; }
+    public required CoordinatorId Coordinator { get; init; }
+    public required ParticipantId Participant { get; init; }
+    public required ParticipantId Leader { get; init; }
+    public required int Round { get; init; }
+    public required TransactionOutcome Outcome { get; init; }
+}
+
+/// <summary>A peer's answer to <see cref="ProposeTermination"/>.</summary>
+public sealed record TerminationProposalAnswered
+{
+    public required TransactionId TransactionId { get; init; }
+    public required ParticipantId Participant { get; init; }
+    public required int Round { get; init; }
+    public required bool Accepted { get; init; }
+
+    /// <summary>The highest termination round the peer has joined.</summary>
+    public int LastElected { get; init; }
+}
+
+/// <summary>
+/// The outcome a 3PC termination round decided (a majority of all participants accepted it):
+/// sent by the round's leader to every participant, which finishes its branch that way, and to
+/// the coordinator, which adopts it.
+/// </summary>
+public sealed record TerminationDecided
+{
+    public required TransactionId TransactionId { get; init; }
+    public required CoordinatorId Coordinator { get; init; }
+    public required ParticipantId Leader { get; init; }
+    public required int Round { get; init; }
+    public required TransactionOutcome Outcome { get; init; }
 }

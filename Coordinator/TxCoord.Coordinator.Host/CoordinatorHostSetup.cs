@@ -1,13 +1,15 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Text.Json;
 using MassTransit;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Serilog;
+using TxCoord.Coordinator.Host.Dashboard;
 using TxCoord.Coordinator.Runtime;
 
 namespace TxCoord.Coordinator.Host;
 
-/// <summary>Wires the service: Serilog, the coordinator, MassTransit over RabbitMQ and the health endpoint.</summary>
+/// <summary>Wires the service: Serilog, the coordinator, MassTransit over RabbitMQ, the health endpoints and the dashboard.</summary>
 internal static class CoordinatorHostSetup
 {
     public const int ConfigurationErrorExitCode = 2;
@@ -18,6 +20,43 @@ internal static class CoordinatorHostSetup
 
     /// <summary>The name MassTransit gives its bus health check.</summary>
     public const string BusHealthCheckName = "masstransit-bus";
+
+    /// <summary>
+    /// Builds the whole service from its command line, configuration files, environment and
+    /// <paramref name="overrides"/> (added last, so they win: tests use them). On a configuration
+    /// error returns false with one line naming each setting to fix. Tests bind Kestrel to
+    /// <c>http://127.0.0.1:0</c> through <c>urls</c> and read the port from <c>app.Urls</c> once started.
+    /// </summary>
+    public static bool TryCreate(
+        string[] args,
+        IEnumerable<KeyValuePair<string, string?>>? overrides,
+        [NotNullWhen(true)] out WebApplication? app,
+        [NotNullWhen(false)] out string? error)
+    {
+        app = null;
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+        if (overrides is not null)
+        {
+            builder.Configuration.AddInMemoryCollection(overrides);
+        }
+
+        // Both read before failing, so one run names every setting to fix.
+        CoordinatorHostSettings.TryRead(builder.Configuration, out var settings, out var coordinatorError);
+        DashboardSettings.TryRead(builder.Configuration, out var dashboard, out var dashboardError);
+        if (settings is null || dashboard is null)
+        {
+            error = string.Join("; ", new[] { coordinatorError, dashboardError }.Where(e => !string.IsNullOrEmpty(e)));
+            return false;
+        }
+
+        builder.AddTxCoordCoordinatorService(settings);
+        builder.AddTxCoordDashboard(dashboard);
+        app = builder.Build();
+        app.MapTxCoordHealth();
+        app.MapTxCoordDashboard();
+        error = null;
+        return true;
+    }
 
     public static void AddTxCoordCoordinatorService(this WebApplicationBuilder builder, CoordinatorHostSettings settings)
     {
@@ -61,22 +100,29 @@ internal static class CoordinatorHostSetup
     }
 
     /// <summary>
-    /// GET /health: 200 when the journal answers <c>SELECT 1</c> and the bus is healthy, 503
-    /// otherwise, with a JSON body saying which.
+    /// GET /health and /health/ready: 200 when the journal answers <c>SELECT 1</c> and the bus
+    /// is healthy, 503 otherwise, with a JSON body saying which. GET /health/live: 200 while the
+    /// process answers at all (it checks nothing else, so an orchestrator does not restart the
+    /// coordinator because its database is down). Open without a key: they reveal no data.
     /// </summary>
     public static void MapTxCoordHealth(this WebApplication app)
     {
-        app.MapHealthChecks("/health", new HealthCheckOptions
-        {
-            ResponseWriter = WriteHealthAsync,
-            ResultStatusCodes =
-            {
-                [HealthStatus.Healthy] = StatusCodes.Status200OK,
-                [HealthStatus.Degraded] = StatusCodes.Status503ServiceUnavailable,
-                [HealthStatus.Unhealthy] = StatusCodes.Status503ServiceUnavailable,
-            },
-        });
+        app.MapHealthChecks("/health", HealthOptions(_ => true));
+        app.MapHealthChecks("/health/ready", HealthOptions(_ => true));
+        app.MapHealthChecks("/health/live", HealthOptions(_ => false));
     }
+
+    private static HealthCheckOptions HealthOptions(Func<HealthCheckRegistration, bool> predicate) => new()
+    {
+        Predicate = predicate,
+        ResponseWriter = WriteHealthAsync,
+        ResultStatusCodes =
+        {
+            [HealthStatus.Healthy] = StatusCodes.Status200OK,
+            [HealthStatus.Degraded] = StatusCodes.Status503ServiceUnavailable,
+            [HealthStatus.Unhealthy] = StatusCodes.Status503ServiceUnavailable,
+        },
+    };
 
     private static async Task WriteHealthAsync(HttpContext context, HealthReport report)
     {
@@ -84,8 +130,13 @@ internal static class CoordinatorHostSetup
         await using var json = new Utf8JsonWriter(context.Response.Body, new JsonWriterOptions { Indented = true });
         json.WriteStartObject();
         json.WriteString("status", report.Status.ToString());
-        json.WriteBoolean("journalReachable", IsHealthy(report, JournalHealthCheck.Name));
-        json.WriteBoolean("busHealthy", IsHealthy(report, BusHealthCheckName));
+        if (report.Entries.Count > 0)
+        {
+            // Not on /health/live, which checks nothing.
+            json.WriteBoolean("journalReachable", IsHealthy(report, JournalHealthCheck.Name));
+            json.WriteBoolean("busHealthy", IsHealthy(report, BusHealthCheckName));
+        }
+
         json.WriteStartObject("checks");
         foreach (var (name, entry) in report.Entries)
         {

@@ -2,23 +2,20 @@ using Serilog;
 using TxCoord.Coordinator.Host;
 
 // The coordinator service. Configuration: ConnectionStrings:Journal, ConnectionStrings:RabbitMq,
-// TxCoord:CoordinatorId and optional TxCoord:* timings (see CoordinatorHostSettings).
+// TxCoord:CoordinatorId, optional TxCoord:* timings (see CoordinatorHostSettings) and the
+// dashboard's TxCoord:Dashboard:* and TxCoord:Participants:* (see Dashboard/DashboardSettings).
 Log.Logger = new LoggerConfiguration()
     .WriteTo.Console(outputTemplate: CoordinatorHostSetup.OutputTemplate)
     .CreateBootstrapLogger();
 
 try
 {
-    var builder = WebApplication.CreateBuilder(args);
-    if (!CoordinatorHostSettings.TryRead(builder.Configuration, out var settings, out var error))
+    if (!CoordinatorHostSetup.TryCreate(args, null, out var app, out var error))
     {
         await Console.Error.WriteLineAsync($"txcoord-coordinator: configuration error: {error}");
         return CoordinatorHostSetup.ConfigurationErrorExitCode;
     }
 
-    builder.AddTxCoordCoordinatorService(settings);
-    var app = builder.Build();
-    app.MapTxCoordHealth();
     await app.RunAsync();
     return 0;
 }

@@ -17,11 +17,11 @@ internal static partial class Log
     [LoggerMessage(1001, LogLevel.Debug, "Transaction {TransactionId}: {Phase}")]
     public static partial void PhaseChanged(ILogger logger, TransactionId transactionId, TransactionPhase phase);
 
-    [LoggerMessage(1002, LogLevel.Information, "Transaction {TransactionId} committed; participants {Participants}")]
-    public static partial void Committed(ILogger logger, TransactionId transactionId, string participants);
+    [LoggerMessage(1002, LogLevel.Information, "Transaction {TransactionId} committed ({Protocol}); participants {Participants}")]
+    public static partial void Committed(ILogger logger, TransactionId transactionId, CommitProtocol protocol, string participants);
 
-    [LoggerMessage(1003, LogLevel.Information, "Transaction {TransactionId} aborted: {Reason}")]
-    public static partial void Aborted(ILogger logger, TransactionId transactionId, string reason);
+    [LoggerMessage(1003, LogLevel.Information, "Transaction {TransactionId} aborted ({Protocol}): {Reason}")]
+    public static partial void Aborted(ILogger logger, TransactionId transactionId, CommitProtocol protocol, string reason);
 
     [LoggerMessage(1004, LogLevel.Debug, "Transaction {TransactionId}: commit decision durable (attempt {Attempt})")]
     public static partial void DecisionDurable(ILogger logger, TransactionId transactionId, int attempt);

@@ -5,7 +5,9 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using TxCoord.Contracts;
 using TxCoord.Coordinator.Journal;
+using TxCoord.Coordinator.Ownership;
 using TxCoord.Coordinator.Runtime;
+using TxCoord.Faults;
 
 namespace TxCoord.Coordinator;
 
@@ -15,7 +17,8 @@ public static class TxCoordCoordinatorServiceCollectionExtensions
     /// <summary>
     /// Registers the coordinator: options (validated when the host starts, with a message naming
     /// the setting to fix), the PostgreSQL journal, the runtime, the hosted service that creates
-    /// the journal schema and resumes unfinished transactions, a <c>txcoord-journal</c> health
+    /// the journal schema and resumes unfinished transactions (started only once this process owns
+    /// the coordinator id on the journal: see <see cref="CoordinatorOwnershipService"/>), a <c>txcoord-journal</c> health
     /// check and <see cref="TimeProvider.System"/> unless a <see cref="TimeProvider"/> is registered.
     /// Add its queue to the bus with <see cref="TxCoordCoordinatorBusConfiguratorExtensions.ConfigureTxCoordCoordinatorEndpoint"/>.
     /// </summary>
@@ -23,6 +26,7 @@ public static class TxCoordCoordinatorServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configure);
+        FaultInjection.EnsureValid();
 
         services.AddOptions<CoordinatorOptions>().Configure(configure).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<CoordinatorOptions>, CoordinatorOptionsValidator>());
@@ -31,6 +35,9 @@ public static class TxCoordCoordinatorServiceCollectionExtensions
             new PostgresTransactionJournal(sp.GetRequiredService<IOptions<CoordinatorOptions>>().Value.JournalConnectionString));
         services.TryAddSingleton<ICoordinatorTransport>(sp => new MassTransitCoordinatorTransport(sp));
         services.TryAddSingleton<CoordinatorRuntime>();
+        // First: nothing of the coordinator (nor the bus, registered after this) starts before this
+        // process owns the coordinator id on the journal.
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, CoordinatorOwnershipService>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, CoordinatorHostedService>());
         services.AddHealthChecks().AddCheck<JournalHealthCheck>(JournalHealthCheck.Name, tags: ["ready", "txcoord"]);
         return services;
@@ -46,7 +53,7 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
     /// <summary>
     /// Adds the receive endpoint <c>txcoord-coordinator-&lt;CoordinatorId&gt;</c> handling
     /// CommitTransaction, RollbackTransaction, GetTransactionOutcome, BranchVoted,
-    /// BranchCommitted and BranchAborted. Works with RabbitMQ and with the in-memory transport
+    /// BranchCommitted, BranchAborted and, for 3PC, BranchPreCommitted and TerminationDecided. Works with RabbitMQ and with the in-memory transport
     /// (embedded mode). Needs <see cref="TxCoordCoordinatorServiceCollectionExtensions.AddTxCoordCoordinator"/>.
     /// </summary>
     public static void ConfigureTxCoordCoordinatorEndpoint(this IBusFactoryConfigurator configurator, IRegistrationContext context)
@@ -67,12 +74,15 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
 
             // A journal blip should not send a request to the error queue; every handler is idempotent.
             endpoint.UseMessageRetry(retry => retry.Intervals(100, 500, 2000));
+            endpoint.UseTxCoordBusFaults();
             endpoint.Handler<CommitTransaction>(runtime.HandleCommitAsync);
             endpoint.Handler<RollbackTransaction>(runtime.HandleRollbackAsync);
             endpoint.Handler<GetTransactionOutcome>(runtime.HandleGetOutcomeAsync);
             endpoint.Handler<BranchVoted>(runtime.HandleVoteAsync);
             endpoint.Handler<BranchCommitted>(runtime.HandleCommittedAsync);
             endpoint.Handler<BranchAborted>(runtime.HandleAbortedAsync);
+            endpoint.Handler<BranchPreCommitted>(runtime.HandlePreCommittedAsync);
+            endpoint.Handler<TerminationDecided>(runtime.HandleTerminationDecidedAsync);
         });
     }
 }

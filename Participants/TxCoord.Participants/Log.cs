@@ -64,6 +64,14 @@ internal static partial class Log
     [LoggerMessage(2018, LogLevel.Information, "Participant {Participant} ready on queue {Queue}")]
     public static partial void ParticipantReady(ILogger logger, string participant, string queue);
 
+    // 2200-2249: crash recovery (resolution of prepared branches after a crash).
+
+    [LoggerMessage(2200, LogLevel.Information, "Transaction {TransactionId}: participant {Participant} leaves prepared branch {Gid} alone: it belongs to coordinator {Coordinator}, which this participant does not serve (option Coordinators)")]
+    public static partial void NotServedLeftAlone(ILogger logger, TransactionId transactionId, string participant, string gid, string coordinator);
+
+    [LoggerMessage(2201, LogLevel.Warning, "Transaction {TransactionId}: participant {Participant} will ask coordinator {Coordinator} again in {RetryIn}; its prepared branches wait meanwhile")]
+    public static partial void CoordinatorBackoff(ILogger logger, TransactionId transactionId, string participant, string coordinator, TimeSpan retryIn);
+
     [LoggerMessage(2100, LogLevel.Information, "Transaction {TransactionId}: work at {Participant} failed: {Reason}")]
     public static partial void InitiatorWorkFailed(ILogger logger, TransactionId transactionId, string participant, string reason);
 

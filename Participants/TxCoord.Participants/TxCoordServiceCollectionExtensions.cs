@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using TxCoord.Contracts;
+using TxCoord.Faults;
 using TxCoord.Participants.Initiator;
 using TxCoord.Participants.Participant;
 
@@ -47,11 +48,13 @@ public static class TxCoordServiceCollectionExtensions
         var options = new TxCoordParticipantOptions();
         configure(options);
         options.Validate();
+        FaultInjection.EnsureValid();
 
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton(sp => new ParticipantRuntime(
             options, sp, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ParticipantRuntime>>()));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, ParticipantBackgroundService>());
+        ParticipantHealthCheck.Register(services, options.ParticipantId);
         return services;
     }
 }
@@ -60,8 +63,8 @@ public static class TxCoordServiceCollectionExtensions
 public static class TxCoordBusConfiguratorExtensions
 {
     /// <summary>
-    /// Adds one receive endpoint per registered participant, handling its work messages and the
-    /// coordinator's Prepare, Commit and Abort. Works with RabbitMQ and with the in-memory
+    /// Adds one receive endpoint per registered participant, handling its work messages, the
+    /// coordinator's Prepare, PreCommit (3PC), Commit and Abort, and its peers' termination messages. Works with RabbitMQ and with the in-memory
     /// transport (embedded mode).
     /// </summary>
     public static void ConfigureTxCoordParticipantEndpoints(this IBusFactoryConfigurator configurator, IRegistrationContext context)
@@ -76,9 +79,14 @@ public static class TxCoordBusConfiguratorExtensions
                 endpoint.ConfigureConsumeTopology = false;
                 endpoint.PrefetchCount = participant.Options.ConcurrentMessageLimit;
                 endpoint.ConcurrentMessageLimit = participant.Options.ConcurrentMessageLimit;
+                endpoint.UseTxCoordBusFaults();
                 endpoint.Handler<PrepareBranch>(participant.HandlePrepareAsync);
                 endpoint.Handler<CommitBranch>(participant.HandleCommitAsync);
                 endpoint.Handler<AbortBranch>(participant.HandleAbortAsync);
+                endpoint.Handler<PreCommitBranch>(participant.HandlePreCommitAsync);
+                endpoint.Handler<GetBranchState>(participant.HandleGetBranchStateAsync);
+                endpoint.Handler<ProposeTermination>(participant.HandleProposeTerminationAsync);
+                endpoint.Handler<TerminationDecided>(participant.HandleTerminationDecidedAsync);
                 foreach (var handler in participant.Options.Handlers)
                 {
                     handler.Configure(endpoint, participant);

@@ -22,7 +22,22 @@ internal sealed record SendCommit(ParticipantId Participant) : TransactionEffect
 internal sealed record SendAbort(ParticipantId Participant, string Reason) : TransactionEffect;
 
 /// <summary>Record the abort in the journal, unforced: losing it changes nothing (presumed abort).</summary>
-internal sealed record RecordAbort(string Reason) : TransactionEffect;
+/// <param name="AfterPreCommit">
+/// 3PC: the PreCommit record may be in the journal and the abort must replace it. Losing this
+/// write leaves the PreCommit row: recovery re-sends PreCommit and the participants, which have
+/// aborted, answer BranchAborted, which is adopted again.
+/// </param>
+internal sealed record RecordAbort(string Reason, bool AfterPreCommit = false) : TransactionEffect;
+
+/// <summary>
+/// 3PC: force the PreCommit record to the journal (idempotent insert-if-absent). The driver answers
+/// with <see cref="PreCommitDurable"/> or <see cref="PreCommitWriteFailed"/>. No PreCommit leaves
+/// the coordinator until then, so a coordinator that finds no record can presume abort.
+/// </summary>
+internal sealed record ForcePreCommit : TransactionEffect;
+
+/// <summary>3PC: send <c>PreCommitBranch</c> to the participant.</summary>
+internal sealed record SendPreCommit(ParticipantId Participant) : TransactionEffect;
 
 /// <summary>Record that every participant committed, unforced: losing it only causes a harmless re-drive.</summary>
 internal sealed record RecordEnd : TransactionEffect;

@@ -15,7 +15,7 @@ internal sealed class TransactionEngine
     private readonly ImmutableDictionary<CommitProtocol, ICommitProtocolEngine> _protocols;
 
     public TransactionEngine(EngineSettings settings)
-        : this(new TwoPhaseCommitEngine(settings))
+        : this(new TwoPhaseCommitEngine(settings), new ThreePhaseCommitEngine(settings))
     {
     }
 
@@ -54,7 +54,7 @@ internal sealed class TransactionEngine
         return engine.Begin(transactionId, request, now);
     }
 
-    /// <summary>Rebuilds a transaction found in state 'committing' in the journal.</summary>
+    /// <summary>Rebuilds a transaction found in state 'committing' (or, 3PC, 'precommitting') in the journal.</summary>
     /// <exception cref="NotSupportedException">The row names a protocol this coordinator does not run.</exception>
     public Transition Recover(TransactionId transactionId, Recovered recovered, DateTimeOffset now) =>
         _protocols.TryGetValue(recovered.Protocol, out var engine)
@@ -98,7 +98,8 @@ internal sealed class TransactionEngine
     /// unforced. No acknowledgements are awaited: a participant that misses the abort asks later
     /// and is answered Aborted by presumption.
     /// </summary>
-    internal static Transition Abort(TransactionState state, string reason, DateTimeOffset now)
+    /// <param name="afterPreCommit">3PC: a PreCommit record may be in the journal; the abort record replaces it.</param>
+    internal static Transition Abort(TransactionState state, string reason, DateTimeOffset now, bool afterPreCommit = false)
     {
         var effects = ImmutableArray.CreateBuilder<TransactionEffect>(state.Participants.Length + 2);
         foreach (var participant in state.Participants)
@@ -107,7 +108,7 @@ internal sealed class TransactionEngine
         }
 
         effects.Add(new ReplyToInitiator(TransactionOutcome.Aborted, reason));
-        effects.Add(new RecordAbort(reason));
+        effects.Add(new RecordAbort(reason, afterPreCommit));
         var aborted = state with
         {
             Phase = TransactionPhase.Aborted,

@@ -40,9 +40,30 @@ internal sealed record Tick : TransactionEvent;
 /// </summary>
 /// <param name="Participants">The participants that must commit (the Yes voters).</param>
 /// <param name="Acknowledged">Those already known to have committed.</param>
+/// <param name="Phase">
+/// Where to resume: <see cref="TransactionPhase.Committing"/> for a durable commit decision,
+/// <see cref="TransactionPhase.PreCommitting"/> for a durable 3PC PreCommit without one.
+/// </param>
 internal sealed record Recovered(
     CommitProtocol Protocol,
     ImmutableArray<ParticipantId> Participants,
     ImmutableArray<ParticipantId> Acknowledged,
     DateTimeOffset CreatedAt,
-    DateTimeOffset DecidedAt) : TransactionEvent;
+    DateTimeOffset DecidedAt,
+    TransactionPhase Phase = TransactionPhase.Committing) : TransactionEvent;
+
+/// <summary>3PC: a participant recorded PreCommitted.</summary>
+internal sealed record PreCommitAcknowledged(ParticipantId Participant) : TransactionEvent;
+
+/// <summary>3PC: the journal confirmed that the PreCommit record is durable.</summary>
+internal sealed record PreCommitDurable : TransactionEvent;
+
+/// <summary>3PC: the PreCommit write failed or its outcome is unknown; it is retried, never abandoned for an abort.</summary>
+internal sealed record PreCommitWriteFailed(string Error) : TransactionEvent;
+
+/// <summary>
+/// 3PC: the participants' termination protocol decided <paramref name="Outcome"/> in round
+/// <paramref name="Round"/> (led by <paramref name="Leader"/>) while this coordinator was away or slow.
+/// The coordinator adopts it.
+/// </summary>
+internal sealed record TerminationDecisionReceived(ParticipantId Leader, int Round, TransactionOutcome Outcome) : TransactionEvent;

@@ -17,4 +17,13 @@ internal enum TransactionPhase
 
     /// <summary>Terminal: aborted. Presumed abort: nothing forced, no acknowledgements awaited.</summary>
     Aborted,
+
+    /// <summary>3PC: every participant voted Yes; the PreCommit record is being forced to the journal.</summary>
+    ForcingPreCommit,
+
+    /// <summary>
+    /// 3PC: PreCommit is durable and sent; collecting acknowledgements until a majority of the
+    /// participants recorded PreCommitted (re-driven with back-off, never aborted on its own).
+    /// </summary>
+    PreCommitting,
 }

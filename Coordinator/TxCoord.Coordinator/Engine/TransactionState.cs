@@ -59,6 +59,24 @@ internal sealed record TransactionState
     /// <summary>How many times phase 2 was re-driven after the first round of CommitBranch.</summary>
     public int Redrives { get; init; }
 
+    /// <summary>3PC: the participants that acknowledged PreCommit.</summary>
+    public ImmutableHashSet<ParticipantId> PreCommitAcknowledged { get; init; } = [];
+
+    /// <summary>3PC: how many times the PreCommit record was handed to the journal.</summary>
+    public int PreCommitWriteAttempts { get; init; }
+
+    /// <summary>
+    /// 3PC: the participants' termination round whose decision this coordinator adopted (it learned
+    /// the outcome from the participants instead of deciding it); null when it decided itself.
+    /// </summary>
+    public int? TerminationRound { get; init; }
+
+    /// <summary>3PC: how many PreCommit acknowledgements commit needs: a majority of all participants.</summary>
+    public int PreCommitQuorum => Participants.Length / 2 + 1;
+
+    /// <summary>3PC: participants that have not acknowledged PreCommit yet.</summary>
+    public IEnumerable<ParticipantId> UnacknowledgedPreCommit => YesVoters.Where(p => !PreCommitAcknowledged.Contains(p));
+
     public bool IsTerminal => Phase is TransactionPhase.Committed or TransactionPhase.Aborted;
 
     /// <summary>The participants that voted Yes: they hold a prepared branch and need phase 2.</summary>
@@ -74,7 +92,7 @@ internal sealed record TransactionState
     public DateTimeOffset? NextDeadline => Phase switch
     {
         TransactionPhase.Preparing => VoteDeadline < TransactionDeadline ? VoteDeadline : TransactionDeadline,
-        TransactionPhase.Deciding or TransactionPhase.Committing => RetryAt,
+        TransactionPhase.Deciding or TransactionPhase.Committing or TransactionPhase.ForcingPreCommit or TransactionPhase.PreCommitting => RetryAt,
         _ => null,
     };
 }

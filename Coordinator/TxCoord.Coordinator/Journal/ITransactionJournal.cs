@@ -19,8 +19,9 @@ internal interface ITransactionJournal
     Task EnsureSchemaAsync(CancellationToken cancellationToken);
 
     /// <summary>
-    /// Forces the commit decision: inserts the row in state 'committing' if absent (a retry of
-    /// the same decision is a no-op) and returns only once the commit is durable
+    /// Forces the commit decision: inserts the row in state 'committing' if absent, or moves a
+    /// 3PC 'precommitting' row to 'committing' (a retry of the same decision is a no-op), and
+    /// returns only once the commit is durable
     /// (<c>synchronous_commit</c> on, whatever the server's default).
     /// <para>
     /// Failure (an exception, a timeout or a cancellation): the decision may or may not be
@@ -34,7 +35,21 @@ internal interface ITransactionJournal
     Task WriteCommitDecisionAsync(CommitDecision decision, DateTimeOffset now, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Records an abort, unforced (insert-if-absent of an 'aborted' row). Also the tombstone that
+    /// 3PC: forces the PreCommit record: inserts the row in state 'precommitting' if absent (a retry,
+    /// or a row already further on, is a no-op) and returns only once it is durable. No PreCommit
+    /// may be sent before; a transaction without this row can therefore be presumed aborted, because
+    /// no participant can have PreCommitted it.
+    /// <para>Failure: the record may or may not be durable; the caller retries the same write and
+    /// never aborts on its own. If the process dies first, recovery finds the row (and re-sends
+    /// PreCommit) or does not (and presumes abort); no participant was sent PreCommit either way.</para>
+    /// <para>A 'committing' row is upgraded from 'precommitting' by <see cref="WriteCommitDecisionAsync"/>.</para>
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The journal already holds this transaction as aborted.</exception>
+    Task WritePreCommitAsync(CommitDecision decision, DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Records an abort, unforced (insert-if-absent of an 'aborted' row; with
+    /// <see cref="AbortRecord.AfterPreCommit"/> it also replaces a 3PC 'precommitting' row, never a commit). Also the tombstone that
     /// keeps a presumed abort, once reported, from turning into a commit later.
     /// <para>Failure, or a crash before the server flushed it: no row, which means aborted all the same.</para>
     /// </summary>
@@ -65,7 +80,7 @@ internal interface ITransactionJournal
     Task<JournalEntry?> FindAsync(TransactionId transactionId, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Streams this coordinator's rows in state 'committing', in pages, so millions of them
+    /// Streams this coordinator's rows in state 'committing' or (3PC) 'precommitting', in pages, so millions of them
     /// never sit in memory at once.
     /// <para>Failure: an exception part-way; the rows already yielded stay valid, and the whole
     /// scan is safe to start again (recovery skips transactions it already holds).</para>

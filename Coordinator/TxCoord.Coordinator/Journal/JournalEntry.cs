@@ -6,6 +6,9 @@ namespace TxCoord.Coordinator.Journal;
 /// <summary>The state of a transaction row in the journal. A transaction without a row is aborted (presumed abort).</summary>
 internal enum JournalState
 {
+    /// <summary>3PC: PreCommit is durable (every participant voted Yes), no commit decision yet; the participants' termination may decide either way.</summary>
+    PreCommitting,
+
     /// <summary>The commit decision is durable; phase 2 is not known to be finished.</summary>
     Committing,
 
@@ -52,4 +55,5 @@ internal sealed record AbortRecord(
     CommitProtocol Protocol,
     ImmutableArray<ParticipantId> Participants,
     string Reason,
-    DateTimeOffset CreatedAt);
+    DateTimeOffset CreatedAt,
+    bool AfterPreCommit = false);

@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using Dapper;
 using Npgsql;
 using TxCoord.Contracts;
+using TxCoord.Faults;
 
 namespace TxCoord.Coordinator.Journal;
 
@@ -26,7 +27,7 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
             transaction_id uuid PRIMARY KEY,
             coordinator_id text NOT NULL,
             protocol smallint NOT NULL,
-            state text NOT NULL CHECK (state IN ('committing', 'committed', 'aborted')),
+            state text NOT NULL CHECK (state IN ('precommitting', 'committing', 'committed', 'aborted')),
             participants text[] NOT NULL,
             acked text[] NOT NULL DEFAULT '{}',
             reason text,
@@ -35,6 +36,20 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
             ended_at timestamptz);
         CREATE INDEX IF NOT EXISTS transactions_committing
             ON txcoord.transactions (coordinator_id, transaction_id) WHERE state = 'committing';
+        -- 3PC added the state 'precommitting': widen the CHECK of a journal created before it.
+        DO $$
+        BEGIN
+            IF NOT EXISTS (
+                SELECT 1 FROM pg_constraint
+                WHERE conrelid = 'txcoord.transactions'::regclass AND contype = 'c'
+                  AND pg_get_constraintdef(oid) LIKE '%precommitting%') THEN
+                ALTER TABLE txcoord.transactions DROP CONSTRAINT IF EXISTS transactions_state_check;
+                ALTER TABLE txcoord.transactions ADD CONSTRAINT transactions_state_check
+                    CHECK (state IN ('precommitting', 'committing', 'committed', 'aborted'));
+            END IF;
+        END $$;
+        CREATE INDEX IF NOT EXISTS transactions_precommitting
+            ON txcoord.transactions (coordinator_id, transaction_id) WHERE state = 'precommitting';
         CREATE TABLE IF NOT EXISTS txcoord.transaction_events (
             id bigserial PRIMARY KEY,
             transaction_id uuid NOT NULL,
@@ -53,10 +68,22 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
         WITH inserted AS (
             INSERT INTO txcoord.transactions (transaction_id, coordinator_id, protocol, state, participants, created_at, decided_at)
             VALUES (@TransactionId, @CoordinatorId, @Protocol, 'committing', @Participants, @CreatedAt, @DecidedAt)
-            ON CONFLICT (transaction_id) DO NOTHING
+            ON CONFLICT (transaction_id) DO UPDATE
+                SET state = 'committing', participants = EXCLUDED.participants, decided_at = EXCLUDED.decided_at
+                WHERE txcoord.transactions.state = 'precommitting'
             RETURNING transaction_id)
         INSERT INTO txcoord.transaction_events (transaction_id, at, kind, detail)
         SELECT transaction_id, @At, 'commit-decided', @Detail FROM inserted
+        """;
+
+    internal const string InsertPreCommitSql = """
+        WITH inserted AS (
+            INSERT INTO txcoord.transactions (transaction_id, coordinator_id, protocol, state, participants, created_at)
+            VALUES (@TransactionId, @CoordinatorId, @Protocol, 'precommitting', @Participants, @CreatedAt)
+            ON CONFLICT (transaction_id) DO NOTHING
+            RETURNING transaction_id)
+        INSERT INTO txcoord.transaction_events (transaction_id, at, kind, detail)
+        SELECT transaction_id, @At, 'precommit', @Detail FROM inserted
         """;
 
     internal const string SelectStateSql = "SELECT state FROM txcoord.transactions WHERE transaction_id = @TransactionId";
@@ -69,6 +96,19 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
             RETURNING transaction_id)
         INSERT INTO txcoord.transaction_events (transaction_id, at, kind, detail)
         SELECT transaction_id, @At, 'aborted', @Reason FROM inserted
+        """;
+
+    /// <summary>An abort that may replace a 3PC PreCommit record (never a commit decision).</summary>
+    internal const string AbortAfterPreCommitSql = """
+        WITH aborted AS (
+            INSERT INTO txcoord.transactions (transaction_id, coordinator_id, protocol, state, participants, reason, created_at, ended_at)
+            VALUES (@TransactionId, @CoordinatorId, @Protocol, 'aborted', @Participants, @Reason, @CreatedAt, @At)
+            ON CONFLICT (transaction_id) DO UPDATE
+                SET state = 'aborted', reason = EXCLUDED.reason, ended_at = EXCLUDED.ended_at
+                WHERE txcoord.transactions.state = 'precommitting'
+            RETURNING transaction_id)
+        INSERT INTO txcoord.transaction_events (transaction_id, at, kind, detail)
+        SELECT transaction_id, @At, 'aborted', @Reason FROM aborted
         """;
 
     internal const string RecordEndSql = """
@@ -92,7 +132,7 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
         SELECT transaction_id, @At, 'acknowledged', @Participant FROM updated
         """;
 
-    private const string SelectColumns = """
+    internal const string SelectColumns = """
         SELECT transaction_id AS TransactionId, coordinator_id AS CoordinatorId, protocol AS Protocol, state AS State,
                participants AS Participants, acked AS Acked, reason AS Reason,
                created_at AS CreatedAt, decided_at AS DecidedAt, ended_at AS EndedAt
@@ -102,7 +142,7 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
     internal const string FindSql = SelectColumns + " WHERE transaction_id = @TransactionId";
 
     internal const string UnfinishedPageSql = SelectColumns + """
-         WHERE coordinator_id = @CoordinatorId AND state = 'committing' AND transaction_id > @After
+         WHERE coordinator_id = @CoordinatorId AND state IN ('committing', 'precommitting') AND transaction_id > @After
         ORDER BY transaction_id
         LIMIT @PageSize
         """;
@@ -110,11 +150,18 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
     internal const string PingSql = "SELECT 1";
 
     private readonly NpgsqlDataSource _dataSource;
+    private readonly JournalGroupCommit _writes;
 
     public PostgresTransactionJournal(string connectionString)
     {
-        _dataSource = NpgsqlDataSource.Create(connectionString);
+        // The journal never leaves session state behind (SET LOCAL only, transactions always ended):
+        // its pooled connections skip the DISCARD ALL that Npgsql otherwise runs at every checkout.
+        _dataSource = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(connectionString) { NoResetOnClose = true }.ConnectionString);
+        _writes = new JournalGroupCommit(_dataSource);
     }
+
+    /// <summary>Group commit: every write goes through it (see <see cref="JournalGroupCommit"/> for what a failure leaves behind).</summary>
+    internal JournalGroupCommit Writes => _writes;
 
     public async Task EnsureSchemaAsync(CancellationToken cancellationToken)
     {
@@ -125,44 +172,74 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
         await transaction.CommitAsync(cancellationToken);
     }
 
-    public async Task WriteCommitDecisionAsync(CommitDecision decision, DateTimeOffset now, CancellationToken cancellationToken)
-    {
-        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        await connection.ExecuteAsync(new CommandDefinition(ForcedSql, null, transaction, cancellationToken: cancellationToken));
-        var inserted = await connection.ExecuteAsync(new CommandDefinition(
-            InsertCommitDecisionSql,
-            new
-            {
-                TransactionId = decision.TransactionId.Value,
-                CoordinatorId = decision.CoordinatorId.Value,
-                Protocol = (short)decision.Protocol,
-                Participants = Names(decision.Participants),
-                CreatedAt = Utc(decision.CreatedAt),
-                DecidedAt = Utc(decision.DecidedAt),
-                At = Utc(now),
-                Detail = "participants: " + string.Join(", ", decision.Participants),
-            },
-            transaction,
-            cancellationToken: cancellationToken));
-        if (inserted == 0)
-        {
-            // Already there: a retry after a write whose outcome was unknown. It must be this decision.
-            var state = await connection.ExecuteScalarAsync<string>(new CommandDefinition(
-                SelectStateSql, new { TransactionId = decision.TransactionId.Value }, transaction, cancellationToken: cancellationToken));
-            if (ParseState(state) is not (JournalState.Committing or JournalState.Committed))
-            {
-                throw new InvalidOperationException(
-                    $"Transaction {decision.TransactionId}: the journal already holds it as '{state}'; refusing to record a commit decision.");
-            }
-        }
+    public Task WriteCommitDecisionAsync(CommitDecision decision, DateTimeOffset now, CancellationToken cancellationToken) =>
+        _writes.WriteAsync(
+            new JournalWrite(
+                InsertCommitDecisionSql,
+                new
+                {
+                    TransactionId = decision.TransactionId.Value,
+                    CoordinatorId = decision.CoordinatorId.Value,
+                    Protocol = (short)decision.Protocol,
+                    Participants = Names(decision.Participants),
+                    CreatedAt = Utc(decision.CreatedAt),
+                    DecidedAt = Utc(decision.DecidedAt),
+                    At = Utc(now),
+                    Detail = "participants: " + string.Join(", ", decision.Participants),
+                },
+                Forced: true,
+                DbFaultPoints.JournalCommitDecision,
+                async (connection, transaction, inserted) =>
+                {
+                    if (inserted == 0)
+                    {
+                        // Already there: a retry after a write whose outcome was unknown. It must be this decision.
+                        var state = await connection.ExecuteScalarAsync<string>(new CommandDefinition(
+                            SelectStateSql, new { TransactionId = decision.TransactionId.Value }, transaction));
+                        if (ParseState(state) is not (JournalState.Committing or JournalState.Committed))
+                        {
+                            throw new InvalidOperationException(
+                                $"Transaction {decision.TransactionId}: the journal already holds it as '{state}'; refusing to record a commit decision.");
+                        }
+                    }
+                }),
+            cancellationToken);
 
-        await transaction.CommitAsync(cancellationToken);
-    }
+    public Task WritePreCommitAsync(CommitDecision decision, DateTimeOffset now, CancellationToken cancellationToken) =>
+        _writes.WriteAsync(
+            new JournalWrite(
+                InsertPreCommitSql,
+                new
+                {
+                    TransactionId = decision.TransactionId.Value,
+                    CoordinatorId = decision.CoordinatorId.Value,
+                    Protocol = (short)decision.Protocol,
+                    Participants = Names(decision.Participants),
+                    CreatedAt = Utc(decision.CreatedAt),
+                    At = Utc(now),
+                    Detail = "participants: " + string.Join(", ", decision.Participants),
+                },
+                Forced: true,
+                FaultPoint: null,
+                async (connection, transaction, inserted) =>
+                {
+                    if (inserted == 0)
+                    {
+                        // Already there: a retry after a write whose outcome was unknown, or a later step of the same transaction.
+                        var state = await connection.ExecuteScalarAsync<string>(new CommandDefinition(
+                            SelectStateSql, new { TransactionId = decision.TransactionId.Value }, transaction));
+                        if (ParseState(state) is JournalState.Aborted)
+                        {
+                            throw new InvalidOperationException(
+                                $"Transaction {decision.TransactionId}: the journal already holds it as '{state}'; refusing to record PreCommit.");
+                        }
+                    }
+                }),
+            cancellationToken);
 
     public Task RecordAbortAsync(AbortRecord record, DateTimeOffset now, CancellationToken cancellationToken) =>
         ExecuteUnforcedAsync(
-            InsertAbortSql,
+            record.AfterPreCommit ? AbortAfterPreCommitSql : InsertAbortSql,
             new
             {
                 TransactionId = record.TransactionId.Value,
@@ -173,7 +250,8 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
                 CreatedAt = Utc(record.CreatedAt),
                 At = Utc(now),
             },
-            cancellationToken);
+            cancellationToken,
+            DbFaultPoints.JournalAbort);
 
     public Task RecordEndAsync(CommitDecision decision, DateTimeOffset now, CancellationToken cancellationToken) =>
         ExecuteUnforcedAsync(
@@ -188,13 +266,15 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
                 DecidedAt = Utc(decision.DecidedAt),
                 At = Utc(now),
             },
-            cancellationToken);
+            cancellationToken,
+            DbFaultPoints.JournalEnd);
 
     public Task RecordAckAsync(TransactionId transactionId, ParticipantId participant, DateTimeOffset now, CancellationToken cancellationToken) =>
         ExecuteUnforcedAsync(
             RecordAckSql,
             new { TransactionId = transactionId.Value, Participant = participant.Value, At = Utc(now) },
-            cancellationToken);
+            cancellationToken,
+            DbFaultPoints.JournalAck);
 
     public async Task<JournalEntry?> FindAsync(TransactionId transactionId, CancellationToken cancellationToken)
     {
@@ -244,14 +324,9 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
 
     public void Dispose() => _dataSource.Dispose();
 
-    private async Task ExecuteUnforcedAsync(string sql, object parameters, CancellationToken cancellationToken)
-    {
-        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        await connection.ExecuteAsync(new CommandDefinition(UnforcedSql, null, transaction, cancellationToken: cancellationToken));
-        await connection.ExecuteAsync(new CommandDefinition(sql, parameters, transaction, cancellationToken: cancellationToken));
-        await transaction.CommitAsync(cancellationToken);
-    }
+    /// <param name="faultPoint">The step's name for the fault seam (<see cref="DbFaults"/>; off unless armed).</param>
+    private Task ExecuteUnforcedAsync(string sql, object parameters, CancellationToken cancellationToken, string faultPoint) =>
+        _writes.WriteAsync(new JournalWrite(sql, parameters, Forced: false, faultPoint), cancellationToken);
 
     private static string[] Names(IEnumerable<ParticipantId> participants) => [.. participants.Select(p => p.Value)];
 
@@ -260,6 +335,7 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
 
     private static JournalState ParseState(string? state) => state switch
     {
+        "precommitting" => JournalState.PreCommitting,
         "committing" => JournalState.Committing,
         "committed" => JournalState.Committed,
         "aborted" => JournalState.Aborted,
@@ -267,7 +343,7 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
     };
 
     /// <summary>A row as Dapper reads it (timestamptz comes back as a UTC <see cref="DateTime"/>).</summary>
-    private sealed class Row
+    internal sealed class Row
     {
         public Guid TransactionId { get; init; }
         public string CoordinatorId { get; init; } = "";

@@ -6,6 +6,8 @@ using Microsoft.Extensions.Options;
 using TxCoord.Contracts;
 using TxCoord.Coordinator.Engine;
 using TxCoord.Coordinator.Journal;
+using TxCoord.Coordinator.Monitoring;
+using TxCoord.Faults;
 
 namespace TxCoord.Coordinator.Runtime;
 
@@ -15,14 +17,19 @@ namespace TxCoord.Coordinator.Runtime;
 /// sends, journal writes, replies). One transaction is handled by one caller at a time; the
 /// ones that end are dropped from memory, the journal answers for them afterwards.
 /// </summary>
-internal sealed class CoordinatorRuntime
+internal sealed partial class CoordinatorRuntime
 {
     /// <summary>Re-drives after which a transaction still committing is reported as stuck.</summary>
     internal const int StuckAfterRedrives = 5;
 
     private const string PresumedAbortReason = "presumed abort: the coordinator does not know this transaction";
 
+    /// <summary>At most this many participants are remembered in <see cref="ParticipantsLastSeen"/>.</summary>
+    internal const int MaxParticipantsSeen = 10_000;
+
     private readonly ConcurrentDictionary<TransactionId, Entry> _entries = new();
+    private readonly ConcurrentDictionary<ParticipantId, DateTimeOffset> _lastSeen = new();
+    private readonly CoordinatorMonitor? _monitor;
     private readonly TransactionEngine _engine;
     private readonly ITransactionJournal _journal;
     private readonly ICoordinatorTransport _transport;
@@ -34,7 +41,8 @@ internal sealed class CoordinatorRuntime
         ITransactionJournal journal,
         ICoordinatorTransport transport,
         TimeProvider time,
-        ILogger<CoordinatorRuntime> logger)
+        ILogger<CoordinatorRuntime> logger,
+        CoordinatorMonitor? monitor = null)
     {
         Options = options.Value;
         Id = new CoordinatorId(Options.CoordinatorId);
@@ -43,6 +51,7 @@ internal sealed class CoordinatorRuntime
         _transport = transport;
         _time = time;
         _logger = logger;
+        _monitor = monitor;
     }
 
     public CoordinatorId Id { get; }
@@ -55,6 +64,41 @@ internal sealed class CoordinatorRuntime
     /// <summary>A snapshot of one transaction's state, or null when it is not in memory.</summary>
     public TransactionState? Find(TransactionId transactionId) =>
         _entries.TryGetValue(transactionId, out var entry) ? entry.State : null;
+
+    /// <summary>
+    /// The states of every transaction in memory, for the dashboard. Read without taking their
+    /// gates: each state is an immutable record, at most a moment old.
+    /// </summary>
+    public IReadOnlyList<TransactionState> Snapshot() =>
+        [.. _entries.Values.Select(e => e.State).OfType<TransactionState>()];
+
+    /// <summary>When each participant last sent this coordinator a vote, an acknowledgement or an outcome question (since it started).</summary>
+    public IReadOnlyDictionary<ParticipantId, DateTimeOffset> ParticipantsLastSeen => _lastSeen;
+
+    /// <summary>
+    /// An operator's "retry now": brings a pending retry of the transaction (a phase-2 re-drive,
+    /// or a failed commit-decision write) forward to now and runs it. Returns the state after
+    /// it, or null when the transaction is not in memory or has no retry pending.
+    /// </summary>
+    public async Task<TransactionState?> RetryNowAsync(TransactionId transactionId, CancellationToken cancellationToken)
+    {
+        TransactionState? after = null;
+        if (_entries.TryGetValue(transactionId, out var entry))
+        {
+            await TryWithEntryAsync(transactionId, entry, async e =>
+            {
+                if (e.State is { RetryAt: not null } state)
+                {
+                    // Only the schedule changes: the engine decides what a due retry does.
+                    e.State = state with { RetryAt = Now };
+                    await ApplyAsync(e, new Tick(), cancellationToken);
+                    after = e.State;
+                }
+            }, cancellationToken);
+        }
+
+        return after;
+    }
 
     // ---- bus handlers --------------------------------------------------------------------
 
@@ -99,6 +143,12 @@ internal sealed class CoordinatorRuntime
             }
 
             var known = await _journal.FindAsync(id, cancellationToken);
+            if (await TryResumePreCommitAsync(entry, known, cancellationToken))
+            {
+                await ApplyAsync(entry, request, cancellationToken);
+                return;
+            }
+
             if (known is not null)
             {
                 var outcome = known.IsCommit ? TransactionOutcome.Committed : TransactionOutcome.Aborted;
@@ -140,6 +190,12 @@ internal sealed class CoordinatorRuntime
             }
 
             var known = await _journal.FindAsync(id, cancellationToken);
+            if (await TryResumePreCommitAsync(entry, known, cancellationToken))
+            {
+                await ApplyAsync(entry, new RollbackRequested(message.Reason), cancellationToken);
+                return;
+            }
+
             if (known is { IsCommit: true })
             {
                 Log.RequestForFinished(_logger, id, nameof(RollbackTransaction), TransactionOutcome.Committed);
@@ -148,7 +204,7 @@ internal sealed class CoordinatorRuntime
             }
 
             var reason = TransactionEngine.RollbackReason(message.Reason);
-            await RunAsync(entry, TransactionEngine.AbortUnknown(id, CommitProtocol.TwoPhase, message.Participants ?? [], reason, Now), cancellationToken);
+            await RunAsync(entry, TransactionEngine.AbortUnknown(id, message.Protocol, message.Participants ?? [], reason, Now), cancellationToken);
         }, cancellationToken);
     }
 
@@ -162,13 +218,19 @@ internal sealed class CoordinatorRuntime
     {
         var id = message.TransactionId;
         var outcome = TransactionOutcome.Aborted;
+        if (message.Participant is { } asker)
+        {
+            Seen(asker);
+        }
+
         await WithEntryAsync(id, async entry =>
         {
             if (entry.State is { } state)
             {
                 outcome = state.Phase switch
                 {
-                    TransactionPhase.Preparing or TransactionPhase.Deciding => TransactionOutcome.Pending,
+                    TransactionPhase.Preparing or TransactionPhase.Deciding or TransactionPhase.ForcingPreCommit or TransactionPhase.PreCommitting
+                        => TransactionOutcome.Pending,
                     TransactionPhase.Committing or TransactionPhase.Committed => TransactionOutcome.Committed,
                     _ => TransactionOutcome.Aborted,
                 };
@@ -176,6 +238,12 @@ internal sealed class CoordinatorRuntime
             }
 
             var known = await _journal.FindAsync(id, cancellationToken);
+            if (await TryResumePreCommitAsync(entry, known, cancellationToken))
+            {
+                outcome = TransactionOutcome.Pending;
+                return;
+            }
+
             if (known is null)
             {
                 ImmutableArray<ParticipantId> asker = message.Participant is { } p && BranchGid.IsValidName(p.Value) ? [p] : [];
@@ -196,6 +264,8 @@ internal sealed class CoordinatorRuntime
     /// </summary>
     public Task VoteAsync(BranchVoted message, CancellationToken cancellationToken)
     {
+        CrashPoint.Hit(CrashPoints.CoordinatorAfterVote);
+        Seen(message.Participant);
         var id = message.TransactionId;
         return WithEntryAsync(id, async entry =>
         {
@@ -217,6 +287,12 @@ internal sealed class CoordinatorRuntime
             }
 
             var known = await _journal.FindAsync(id, cancellationToken);
+            if (await TryResumePreCommitAsync(entry, known, cancellationToken))
+            {
+                await ApplyAsync(entry, new VoteReceived(message.Participant, message.Vote, message.Reason), cancellationToken);
+                return;
+            }
+
             if (known is { IsCommit: true })
             {
                 Log.VoteForUnknown(_logger, id, message.Participant.Value, TransactionOutcome.Committed, nameof(CommitBranch));
@@ -232,13 +308,19 @@ internal sealed class CoordinatorRuntime
     }
 
     /// <summary>A commit acknowledgement. Ignored for a transaction not in memory (it has ended, or recovery will re-drive it).</summary>
-    public Task CommitAcknowledgedAsync(BranchCommitted message, CancellationToken cancellationToken) =>
-        WithExistingEntryAsync(message.TransactionId, nameof(BranchCommitted), message.Participant, entry =>
+    public Task CommitAcknowledgedAsync(BranchCommitted message, CancellationToken cancellationToken)
+    {
+        CrashPoint.Hit(CrashPoints.CoordinatorAfterAck);
+        Seen(message.Participant);
+        return WithExistingEntryAsync(message.TransactionId, nameof(BranchCommitted), message.Participant, entry =>
             ApplyAsync(entry, new CommitAcknowledged(message.Participant), cancellationToken), cancellationToken);
+    }
 
     /// <summary>An abort acknowledgement. Aborts await none, so it only matters when it contradicts a commit decision.</summary>
-    public Task AbortAcknowledgedAsync(BranchAborted message, CancellationToken cancellationToken) =>
-        WithExistingEntryAsync(message.TransactionId, nameof(BranchAborted), message.Participant, entry =>
+    public Task AbortAcknowledgedAsync(BranchAborted message, CancellationToken cancellationToken)
+    {
+        Seen(message.Participant);
+        return WithExistingEntryAsync(message.TransactionId, nameof(BranchAborted), message.Participant, entry =>
         {
             if (entry.State is { Phase: TransactionPhase.Committing or TransactionPhase.Committed } state && state.YesVoters.Contains(message.Participant))
             {
@@ -247,6 +329,7 @@ internal sealed class CoordinatorRuntime
 
             return ApplyAsync(entry, new AbortAcknowledged(message.Participant), cancellationToken);
         }, cancellationToken);
+    }
 
     // ---- time and recovery ----------------------------------------------------------------
 
@@ -292,11 +375,11 @@ internal sealed class CoordinatorRuntime
                     return;
                 }
 
-                var recovered = new Recovered(row.Protocol, row.Participants, row.Acknowledged, row.CreatedAt, row.DecidedAt ?? row.CreatedAt);
-                var transition = _engine.Recover(row.TransactionId, recovered, Now);
-                Log.Recovered(_logger, row.TransactionId, Join(transition.State.UnacknowledgedYesVoters));
+                var transition = _engine.Recover(row.TransactionId, RecoveredFrom(row), Now);
+                LogRecovered(transition.State);
                 await RunAsync(entry, transition, cancellationToken);
                 count++;
+                CrashPoint.Hit(CrashPoints.CoordinatorRecovery);
             }, cancellationToken);
         }
 
@@ -432,6 +515,7 @@ internal sealed class CoordinatorRuntime
             {
                 var previous = entry.State;
                 entry.State = transition.State;
+                _monitor?.Observe(previous, transition.State);
                 if (previous?.Phase != transition.State.Phase)
                 {
                     LogPhase(transition.State);
@@ -470,6 +554,7 @@ internal sealed class CoordinatorRuntime
         switch (effect)
         {
             case SendPrepare prepare:
+                CrashPoint.Hit(CrashPoints.CoordinatorBeforePrepare);
                 await SendAsync(id, prepare.Participant, new PrepareBranch
                 {
                     TransactionId = id,
@@ -478,36 +563,53 @@ internal sealed class CoordinatorRuntime
                     Protocol = state.Protocol,
                     Participants = state.Participants,
                 }, cancellationToken);
+                CrashPoint.Hit(CrashPoints.CoordinatorAfterPrepare);
                 return null;
 
             case SendCommit commit:
                 await SendAsync(id, commit.Participant, new CommitBranch { TransactionId = id, Coordinator = Id, Participant = commit.Participant }, cancellationToken);
+                CrashPoint.Hit(CrashPoints.CoordinatorAfterCommitSent);
                 return null;
+
+            case SendPreCommit preCommit:
+                await SendAsync(id, preCommit.Participant, new PreCommitBranch { TransactionId = id, Coordinator = Id, Participant = preCommit.Participant }, cancellationToken);
+                CrashPoint.Hit(CrashPoints.CoordinatorAfterPreCommitSent);
+                return null;
+
+            case ForcePreCommit:
+                return await ForcePreCommitAsync(state, cancellationToken);
 
             case SendAbort abort:
                 await SendAsync(id, abort.Participant, new AbortBranch { TransactionId = id, Coordinator = Id, Participant = abort.Participant, Reason = abort.Reason }, cancellationToken);
+                CrashPoint.Hit(CrashPoints.CoordinatorAfterAbortSent);
                 return null;
 
             case ForceCommitDecision:
+                var writeStarted = _time.GetTimestamp();
                 try
                 {
+                    CrashPoint.Hit(CrashPoints.CoordinatorBeforeDecision);
                     await _journal.WriteCommitDecisionAsync(Decision(state), Now, cancellationToken);
+                    CrashPoint.Hit(CrashPoints.CoordinatorAfterDecision);
+                    _monitor?.DecisionWritten(_time.GetElapsedTime(writeStarted), succeeded: true);
                     Log.DecisionDurable(_logger, id, state.DecisionWriteAttempts);
                     return new DecisionDurable();
                 }
                 catch (Exception ex)
                 {
                     // Including a cancellation: the write's outcome is unknown either way.
+                    _monitor?.DecisionWritten(_time.GetElapsedTime(writeStarted), succeeded: false);
                     Log.DecisionWriteFailed(_logger, ex, id, state.DecisionWriteAttempts);
                     return new DecisionWriteFailed(ex.Message);
                 }
 
             case RecordAbort abort:
                 await UnforcedAsync(id, "the abort", ct => _journal.RecordAbortAsync(
-                    new AbortRecord(id, Id, state.Protocol, state.Participants, abort.Reason, state.CreatedAt), Now, ct), cancellationToken);
+                    new AbortRecord(id, Id, state.Protocol, state.Participants, abort.Reason, state.CreatedAt, abort.AfterPreCommit), Now, ct), cancellationToken);
                 return null;
 
             case RecordEnd:
+                CrashPoint.Hit(CrashPoints.CoordinatorBeforeEnd);
                 await UnforcedAsync(id, "the end", ct => _journal.RecordEndAsync(Decision(state), Now, ct), cancellationToken);
                 return null;
 
@@ -533,9 +635,11 @@ internal sealed class CoordinatorRuntime
         try
         {
             await _transport.SendToParticipantAsync(participant, message, cancellationToken);
+            _monitor?.MessageSent(typeof(T).Name, succeeded: true);
         }
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
         {
+            _monitor?.MessageSent(typeof(T).Name, succeeded: false);
             // Safe to lose: a lost Prepare ends in a vote timeout, a lost Commit is re-driven,
             // a lost Abort is answered by presumption when the participant asks.
             Log.SendFailed(_logger, ex, id, typeof(T).Name, participant.Value);
@@ -576,10 +680,10 @@ internal sealed class CoordinatorRuntime
         switch (state.Phase)
         {
             case TransactionPhase.Committed:
-                Log.Committed(_logger, state.TransactionId, Join(state.Participants));
+                Log.Committed(_logger, state.TransactionId, state.Protocol, Join(state.Participants));
                 break;
             case TransactionPhase.Aborted:
-                Log.Aborted(_logger, state.TransactionId, state.Reason ?? "");
+                Log.Aborted(_logger, state.TransactionId, state.Protocol, state.Reason ?? "");
                 break;
             default:
                 Log.PhaseChanged(_logger, state.TransactionId, state.Phase);
@@ -602,6 +706,15 @@ internal sealed class CoordinatorRuntime
     }
 
     private static string Join(IEnumerable<ParticipantId> participants) => string.Join(", ", participants);
+
+    /// <summary>Remembers when a participant last spoke to this coordinator (valid names only, bounded).</summary>
+    private void Seen(ParticipantId participant)
+    {
+        if (BranchGid.IsValidName(participant.Value) && (_lastSeen.Count < MaxParticipantsSeen || _lastSeen.ContainsKey(participant)))
+        {
+            _lastSeen[participant] = Now;
+        }
+    }
 
     /// <summary>One transaction in memory. Every field is read and written holding <see cref="Gate"/>, except <see cref="NextDueAt"/>.</summary>
     private sealed class Entry

@@ -142,7 +142,7 @@ internal sealed class GlobalTransaction(
         try
         {
             var response = await initiator.Request<RollbackTransaction>(timeout).GetResponse<TransactionCompleted>(
-                new RollbackTransaction { TransactionId = id, Participants = participants, Reason = reason }, cancellationToken);
+                new RollbackTransaction { TransactionId = id, Participants = participants, Reason = reason, Protocol = protocol }, cancellationToken);
             return Complete(ToResult(response.Message));
         }
         catch (RequestTimeoutException) when (!_commitRequested)
@@ -173,7 +173,7 @@ internal sealed class GlobalTransaction(
         _result = new CommitResult(id, CommitOutcome.Aborted, "disposed without commit");
         if (participants.Count > 0)
         {
-            await initiator.SendToCoordinatorAsync(new RollbackTransaction { TransactionId = id, Participants = participants, Reason = "disposed without commit" });
+            await initiator.SendToCoordinatorAsync(new RollbackTransaction { TransactionId = id, Participants = participants, Reason = "disposed without commit", Protocol = protocol });
         }
     }
 

@@ -56,15 +56,28 @@ internal sealed class BranchRegistry
                 return branch;
             }
 
+            // Its owner finished with it: make sure the dead entry is gone before trying again.
+            _branches.TryRemove(new KeyValuePair<TransactionId, Branch>(gid.Transaction, branch));
             branch.Lock.Release();
         }
     }
 
-    /// <summary>Takes the branch out of memory. Call under its lock.</summary>
-    public void Remove(Branch branch)
+    /// <summary>
+    /// Marks the branch to leave memory when its lock is released. Call under its lock. The
+    /// entry stays in the registry until <see cref="Release"/>, so an operation that arrives
+    /// meanwhile waits for this one to finish instead of running beside it on a fresh entry.
+    /// </summary>
+    public void Remove(Branch branch) => branch.Removed = true;
+
+    /// <summary>Releases the branch's lock, taking it out of memory first if it was removed.</summary>
+    public void Release(Branch branch)
     {
-        branch.Removed = true;
-        _branches.TryRemove(new KeyValuePair<TransactionId, Branch>(branch.Gid.Transaction, branch));
+        if (branch.Removed)
+        {
+            _branches.TryRemove(new KeyValuePair<TransactionId, Branch>(branch.Gid.Transaction, branch));
+        }
+
+        branch.Lock.Release();
     }
 
     /// <summary>Working branches whose deadline has passed (a snapshot; re-check under the lock).</summary>

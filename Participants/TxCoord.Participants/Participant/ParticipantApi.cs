@@ -34,6 +34,8 @@ public sealed class TxCoordParticipantOptions
     public static readonly TimeSpan DefaultDecisionTimeout = TimeSpan.FromSeconds(5);
     public static readonly TimeSpan DefaultResolveInterval = TimeSpan.FromSeconds(2);
     public static readonly TimeSpan DefaultOutcomeQueryTimeout = TimeSpan.FromSeconds(5);
+    public static readonly TimeSpan DefaultTerminationTimeout = TimeSpan.FromSeconds(5);
+    public static readonly TimeSpan DefaultCoordinatorRetryMaxInterval = TimeSpan.FromSeconds(30);
     public const int DefaultConcurrentMessageLimit = 64;
 
     /// <summary>This participant's name: its queue is <c>txcoord-participant-&lt;id&gt;</c>. Required.</summary>
@@ -53,6 +55,32 @@ public sealed class TxCoordParticipantOptions
 
     /// <summary>How long to wait for the coordinator's answer when asking for an outcome.</summary>
     public TimeSpan OutcomeQueryTimeout { get; set; } = DefaultOutcomeQueryTimeout;
+
+    /// <summary>
+    /// Termination without the coordinator: how long to wait for peers' answers (each step of a 3PC
+    /// termination round, or a 2PC question to the peers), and how long the next participant in line
+    /// waits for a 3PC round leader before leading the next round itself.
+    /// </summary>
+    public TimeSpan TerminationTimeout { get; set; } = DefaultTerminationTimeout;
+
+    /// <summary>
+    /// While a coordinator does not answer outcome questions, it is asked again after
+    /// <see cref="ResolveInterval"/>, then after twice that, and so on up to this interval; its
+    /// branches stay prepared and are reported blocked meanwhile.
+    /// </summary>
+    public TimeSpan CoordinatorRetryMaxInterval { get; set; } = DefaultCoordinatorRetryMaxInterval;
+
+    /// <summary>
+    /// The coordinator ids this participant serves. Empty (the default): every coordinator. Otherwise
+    /// work from any other coordinator is refused, and prepared branches whose GID names another
+    /// coordinator are left alone (never asked about, committed or rolled back): they belong to a
+    /// coordinator this participant is not configured for, and its own recovery or an operator must
+    /// finish them.
+    /// </summary>
+    public IList<string> Coordinators { get; } = new List<string>();
+
+    /// <summary>True when this participant serves <paramref name="coordinator"/> (see <see cref="Coordinators"/>).</summary>
+    internal bool Serves(CoordinatorId coordinator) => Coordinators.Count == 0 || Coordinators.Contains(coordinator.Value);
 
     /// <summary>How many messages the participant's endpoint handles at once.</summary>
     public int ConcurrentMessageLimit { get; set; } = DefaultConcurrentMessageLimit;
@@ -95,12 +123,22 @@ public sealed class TxCoordParticipantOptions
             throw new InvalidOperationException($"Participant '{ParticipantId}' has no work handler: register one with options.Handle<TMessage>(...).");
         }
 
-        foreach (var (name, value) in new[] { ("BranchTimeout", BranchTimeout), ("DecisionTimeout", DecisionTimeout), ("ResolveInterval", ResolveInterval), ("OutcomeQueryTimeout", OutcomeQueryTimeout) })
+        foreach (var (name, value) in new[] { ("BranchTimeout", BranchTimeout), ("DecisionTimeout", DecisionTimeout), ("ResolveInterval", ResolveInterval), ("OutcomeQueryTimeout", OutcomeQueryTimeout), ("TerminationTimeout", TerminationTimeout) })
         {
             if (value <= TimeSpan.Zero)
             {
                 throw new InvalidOperationException($"Participant '{ParticipantId}': {name} must be positive (was {value}).");
             }
+        }
+
+        if (CoordinatorRetryMaxInterval <= TimeSpan.Zero)
+        {
+            throw new InvalidOperationException($"Participant '{ParticipantId}': CoordinatorRetryMaxInterval must be positive (was {CoordinatorRetryMaxInterval}).");
+        }
+
+        foreach (var coordinator in Coordinators)
+        {
+            BranchGid.EnsureValidName(coordinator, $"coordinator id in participant '{ParticipantId}' option Coordinators");
         }
 
         if (ConcurrentMessageLimit < 1)

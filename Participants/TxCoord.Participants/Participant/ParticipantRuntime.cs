@@ -2,6 +2,7 @@ using MassTransit;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using TxCoord.Contracts;
+using TxCoord.Faults;
 using TxCoord.Participants.PostgreSql;
 
 namespace TxCoord.Participants.Participant;
@@ -12,7 +13,7 @@ namespace TxCoord.Participants.Participant;
 /// Every operation on a branch runs under that branch's lock, so a late or duplicated message
 /// never races the branch's own work.
 /// </summary>
-internal sealed class ParticipantRuntime : IAsyncDisposable
+internal sealed partial class ParticipantRuntime : IAsyncDisposable
 {
     private readonly TxCoordParticipantOptions _options;
     private readonly IServiceProvider _services;
@@ -21,6 +22,8 @@ internal sealed class ParticipantRuntime : IAsyncDisposable
     private readonly BranchRegistry _branches = new();
     private readonly Lazy<Task> _initialized;
     private readonly NpgsqlDataSource _dataSource;
+    private readonly CoordinatorBackoff _coordinatorBackoff;
+    private readonly HashSet<BranchGid> _reportedForeign = [];
 
     public ParticipantRuntime(TxCoordParticipantOptions options, IServiceProvider services, TimeProvider time, ILogger<ParticipantRuntime> logger)
     {
@@ -32,7 +35,8 @@ internal sealed class ParticipantRuntime : IAsyncDisposable
         Id = new ParticipantId(options.ParticipantId);
         _dataSource = NpgsqlDataSource.Create(options.ConnectionString);
         Store = new BranchStore(_dataSource);
-        _initialized = new Lazy<Task>(() => Store.InitializeAsync(CancellationToken.None));
+        _initialized = new Lazy<Task>(InitializeStoresAsync);
+        _coordinatorBackoff = new CoordinatorBackoff(options.ResolveInterval, options.CoordinatorRetryMaxInterval, time);
     }
 
     public ParticipantId Id { get; }
@@ -62,6 +66,14 @@ internal sealed class ParticipantRuntime : IAsyncDisposable
             return;
         }
 
+        if (!_options.Serves(coordinator))
+        {
+            var notServed = $"participant {Id} does not serve coordinator {coordinator} (option Coordinators: {string.Join(", ", _options.Coordinators)})";
+            Log.WorkRejected(_logger, Id.Value, typeof(TMessage).Name, notServed);
+            await context.RespondAsync(new WorkCompleted { TransactionId = transactionId, Participant = Id, Succeeded = false, Reason = notServed });
+            return;
+        }
+
         var gid = BranchGid.Create(coordinator, transactionId, Id);
         var branch = await _branches.AcquireAsync(gid, cancellationToken);
         string? refusal;
@@ -71,9 +83,10 @@ internal sealed class ParticipantRuntime : IAsyncDisposable
         }
         finally
         {
-            branch.Lock.Release();
+            _branches.Release(branch);
         }
 
+        CrashPoint.Hit(CrashPoints.ParticipantAfterWork);
         await context.RespondAsync(new WorkCompleted { TransactionId = transactionId, Participant = Id, Succeeded = refusal is null, Reason = refusal });
     }
 
@@ -135,25 +148,27 @@ internal sealed class ParticipantRuntime : IAsyncDisposable
         (Vote Vote, string? Reason) vote;
         try
         {
-            vote = await PrepareAsync(branch, context.CancellationToken);
+            vote = await PrepareAsync(branch, message, context.CancellationToken);
         }
         finally
         {
-            branch.Lock.Release();
+            _branches.Release(branch);
         }
 
         Log.Voted(_logger, gid.Transaction, Id.Value, vote.Vote, vote.Reason ?? "");
         var coordinator = await context.GetSendEndpoint(TxCoordQueues.CoordinatorAddress(message.Coordinator));
+        CrashPoint.Hit(CrashPoints.ParticipantAfterPrepare);
         await coordinator.Send(new BranchVoted { TransactionId = message.TransactionId, Participant = Id, Vote = vote.Vote, Reason = vote.Reason });
     }
 
-    private async Task<(Vote, string?)> PrepareAsync(Branch branch, CancellationToken cancellationToken)
+    private async Task<(Vote, string?)> PrepareAsync(Branch branch, PrepareBranch message, CancellationToken cancellationToken)
     {
         var gid = branch.Gid;
         if (branch.Phase == BranchPhase.Working)
         {
             try
             {
+                await RecordPreparingAsync(gid, message, cancellationToken);
                 await BranchStore.PrepareAsync(branch.Connection!, branch.Transaction!, gid, cancellationToken);
             }
             catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
@@ -198,6 +213,7 @@ internal sealed class ParticipantRuntime : IAsyncDisposable
         if (await CommitAsync(gid, context.CancellationToken))
         {
             var coordinator = await context.GetSendEndpoint(TxCoordQueues.CoordinatorAddress(message.Coordinator));
+            CrashPoint.Hit(CrashPoints.ParticipantAfterCommit);
             await coordinator.Send(new BranchCommitted { TransactionId = message.TransactionId, Participant = Id });
         }
     }
@@ -236,7 +252,7 @@ internal sealed class ParticipantRuntime : IAsyncDisposable
         }
         finally
         {
-            branch.Lock.Release();
+            _branches.Release(branch);
         }
     }
 
@@ -252,6 +268,7 @@ internal sealed class ParticipantRuntime : IAsyncDisposable
         if (await AbortAsync(gid, message.Reason ?? "aborted by the coordinator", context.CancellationToken))
         {
             var coordinator = await context.GetSendEndpoint(TxCoordQueues.CoordinatorAddress(message.Coordinator));
+            CrashPoint.Hit(CrashPoints.ParticipantAfterAbort);
             await coordinator.Send(new BranchAborted { TransactionId = message.TransactionId, Participant = Id });
         }
     }
@@ -294,7 +311,7 @@ internal sealed class ParticipantRuntime : IAsyncDisposable
         }
         finally
         {
-            branch.Lock.Release();
+            _branches.Release(branch);
         }
     }
 
@@ -319,7 +336,7 @@ internal sealed class ParticipantRuntime : IAsyncDisposable
             }
             finally
             {
-                branch.Lock.Release();
+                _branches.Release(branch);
             }
         }
     }
@@ -343,6 +360,26 @@ internal sealed class ParticipantRuntime : IAsyncDisposable
             }
 
             var gid = branch.Gid;
+            if (!_options.Serves(gid.Coordinator))
+            {
+                if (_reportedForeign.Add(gid))
+                {
+                    Log.NotServedLeftAlone(_logger, gid.Transaction, Id.Value, gid.Value, gid.Coordinator.Value);
+                }
+
+                continue;
+            }
+
+            if (!_coordinatorBackoff.MayAsk(gid.Coordinator))
+            {
+                if (await TerminateAsync(clients, branch, coordinatorAnswered: false, cancellationToken) == TerminationResult.Blocked)
+                {
+                    blocked++;
+                }
+
+                continue;
+            }
+
             TransactionOutcome outcome;
             try
             {
@@ -351,11 +388,18 @@ internal sealed class ParticipantRuntime : IAsyncDisposable
                 var response = await client.GetResponse<TransactionOutcomeReported>(
                     new GetTransactionOutcome { TransactionId = gid.Transaction, Participant = Id }, cancellationToken);
                 outcome = response.Message.Outcome;
+                _coordinatorBackoff.Answered(gid.Coordinator);
             }
             catch (RequestTimeoutException)
             {
-                blocked++;
-                Log.Blocked(_logger, gid.Transaction, Id.Value, gid.Coordinator.Value, branch.Age);
+                var retryIn = _coordinatorBackoff.Failed(gid.Coordinator);
+                Log.CoordinatorBackoff(_logger, gid.Transaction, Id.Value, gid.Coordinator.Value, retryIn);
+                if (await TerminateAsync(clients, branch, coordinatorAnswered: false, cancellationToken) == TerminationResult.Blocked)
+                {
+                    blocked++;
+                    Log.Blocked(_logger, gid.Transaction, Id.Value, gid.Coordinator.Value, branch.Age);
+                }
+
                 continue;
             }
 
@@ -363,16 +407,24 @@ internal sealed class ParticipantRuntime : IAsyncDisposable
             {
                 case TransactionOutcome.Committed:
                     await CommitAsync(gid, cancellationToken);
+                    CrashPoint.Hit(CrashPoints.ParticipantResolution);
                     break;
                 case TransactionOutcome.Aborted:
                     await AbortAsync(gid, "the coordinator reports the transaction aborted", cancellationToken);
+                    CrashPoint.Hit(CrashPoints.ParticipantResolution);
                     break;
                 default:
                     Log.StillPending(_logger, gid.Transaction, Id.Value, branch.Age);
+                    if (await TerminateAsync(clients, branch, coordinatorAnswered: true, cancellationToken) == TerminationResult.Blocked)
+                    {
+                        blocked++;
+                    }
+
                     break;
             }
         }
 
+        await TidyTerminationsAsync(prepared, cancellationToken);
         BlockedBranches = blocked;
     }
 

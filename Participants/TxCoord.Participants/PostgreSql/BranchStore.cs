@@ -1,6 +1,7 @@
 using Dapper;
 using Npgsql;
 using TxCoord.Contracts;
+using TxCoord.Faults;
 
 namespace TxCoord.Participants.PostgreSql;
 
@@ -117,16 +118,18 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
         await connection.ExecuteAsync(new CommandDefinition(
             InsertCommittedMarkerSql, new { Gid = gid.Value, TransactionId = gid.Transaction.Value }, transaction, cancellationToken: cancellationToken));
         await using var prepare = new NpgsqlCommand($"PREPARE TRANSACTION '{BranchGid.EnsureSafe(gid.Value)}'", connection, transaction);
+        DbFaults.Before(DbFaultPoints.BranchPrepare);
         await prepare.ExecuteNonQueryAsync(cancellationToken);
+        DbFaults.After(DbFaultPoints.BranchPrepare);
     }
 
     /// <summary><c>COMMIT PREPARED</c>. Throws <see cref="PostgresException"/> 42704 when no such prepared transaction exists.</summary>
     public Task CommitPreparedAsync(BranchGid gid, CancellationToken cancellationToken) =>
-        ExecuteOutsideTransactionAsync($"COMMIT PREPARED '{BranchGid.EnsureSafe(gid.Value)}'", cancellationToken);
+        ExecuteOutsideTransactionAsync($"COMMIT PREPARED '{BranchGid.EnsureSafe(gid.Value)}'", DbFaultPoints.BranchCommitPrepared, cancellationToken);
 
     /// <summary><c>ROLLBACK PREPARED</c>. Throws <see cref="PostgresException"/> 42704 when no such prepared transaction exists.</summary>
     public Task RollbackPreparedAsync(BranchGid gid, CancellationToken cancellationToken) =>
-        ExecuteOutsideTransactionAsync($"ROLLBACK PREPARED '{BranchGid.EnsureSafe(gid.Value)}'", cancellationToken);
+        ExecuteOutsideTransactionAsync($"ROLLBACK PREPARED '{BranchGid.EnsureSafe(gid.Value)}'", DbFaultPoints.BranchRollbackPrepared, cancellationToken);
 
     /// <summary>This participant's prepared branches in this database, oldest first. GIDs TxCoord did not make are left out.</summary>
     public async Task<IReadOnlyList<PreparedBranch>> ListPreparedAsync(ParticipantId participant, CancellationToken cancellationToken)
@@ -146,11 +149,14 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
         return result;
     }
 
-    private async Task ExecuteOutsideTransactionAsync(string sql, CancellationToken cancellationToken)
+    /// <param name="faultPoint">The step's name for the fault seam (<see cref="DbFaults"/>; off unless armed).</param>
+    private async Task ExecuteOutsideTransactionAsync(string sql, string faultPoint, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var command = new NpgsqlCommand(sql, connection);
+        DbFaults.Before(faultPoint);
         await command.ExecuteNonQueryAsync(cancellationToken);
+        DbFaults.After(faultPoint);
     }
 
     internal static string Describe(NpgsqlConnection connection) =>

@@ -25,6 +25,13 @@ public sealed class WireNamesTests
         (typeof(BranchVoted), "urn:message:TxCoord.Contracts:BranchVoted"),
         (typeof(BranchCommitted), "urn:message:TxCoord.Contracts:BranchCommitted"),
         (typeof(BranchAborted), "urn:message:TxCoord.Contracts:BranchAborted"),
+        (typeof(PreCommitBranch), "urn:message:TxCoord.Contracts:PreCommitBranch"),
+        (typeof(BranchPreCommitted), "urn:message:TxCoord.Contracts:BranchPreCommitted"),
+        (typeof(GetBranchState), "urn:message:TxCoord.Contracts:GetBranchState"),
+        (typeof(BranchStateReported), "urn:message:TxCoord.Contracts:BranchStateReported"),
+        (typeof(ProposeTermination), "urn:message:TxCoord.Contracts:ProposeTermination"),
+        (typeof(TerminationProposalAnswered), "urn:message:TxCoord.Contracts:TerminationProposalAnswered"),
+        (typeof(TerminationDecided), "urn:message:TxCoord.Contracts:TerminationDecided"),
     ];
 
     [TestCaseSource(nameof(PinnedCases))]
@@ -54,6 +61,11 @@ public sealed class WireNamesTests
             Assert.That((int)TransactionOutcome.Pending, Is.EqualTo(2));
             Assert.That((int)CommitProtocol.TwoPhase, Is.Zero);
             Assert.That((int)CommitProtocol.ThreePhase, Is.EqualTo(1));
+            Assert.That((int)BranchState.Prepared, Is.Zero);
+            Assert.That((int)BranchState.PreCommitted, Is.EqualTo(1));
+            Assert.That((int)BranchState.PreAborted, Is.EqualTo(2));
+            Assert.That((int)BranchState.Committed, Is.EqualTo(3));
+            Assert.That((int)BranchState.Aborted, Is.EqualTo(4));
         });
     }
 

@@ -376,7 +376,7 @@ public sealed class CoordinatorRuntimeTests
         var id = NewId();
 
         await rig.Runtime.CommitAsync(
-            new CommitTransaction { TransactionId = id, Participants = [A], Protocol = CommitProtocol.ThreePhase },
+            new CommitTransaction { TransactionId = id, Participants = [A], Protocol = (CommitProtocol)7 },
             RuntimeRig.Initiator(),
             CancellationToken.None);
 
@@ -384,7 +384,7 @@ public sealed class CoordinatorRuntimeTests
         {
             Assert.That(rig.Transport.SentOf<PrepareBranch>(), Is.Empty);
             Assert.That(rig.Transport.Replies.Single().Message.Outcome, Is.EqualTo(TransactionOutcome.Aborted));
-            Assert.That(rig.Transport.Replies.Single().Message.Reason, Does.Contain("ThreePhase"));
+            Assert.That(rig.Transport.Replies.Single().Message.Reason, Does.Contain("protocol 7 is not supported"));
         });
     }
 

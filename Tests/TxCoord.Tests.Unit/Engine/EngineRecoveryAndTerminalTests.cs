@@ -81,7 +81,7 @@ public sealed class EngineRecoveryAndTerminalTests
     [Test]
     public void Recovered_UnderAProtocolThisCoordinatorDoesNotRun_Throws()
     {
-        var recovered = new Recovered(CommitProtocol.ThreePhase, List(A), [], T0, T0);
+        var recovered = new Recovered((CommitProtocol)7, List(A), [], T0, T0);
 
         Assert.That(() => Rules.Recover(Tx, recovered, Restart), Throws.TypeOf<NotSupportedException>());
     }

@@ -120,15 +120,16 @@ public sealed class EngineStartTests
     [Test]
     public void CommitRequested_ForAProtocolThisCoordinatorDoesNotRun_AbortsWithTheReason()
     {
-        var transition = Rules.Begin(Tx, CommitProtocol.ThreePhase, new CommitRequested(List(A, B), null), T0);
+        var transition = Rules.Begin(Tx, (CommitProtocol)7, new CommitRequested(List(A, B), null), T0);
 
         Assert.Multiple(() =>
         {
-            Assert.That(Rules.Supports(CommitProtocol.ThreePhase), Is.False);
+            Assert.That(Rules.Supports((CommitProtocol)7), Is.False);
+            Assert.That(Rules.Supports(CommitProtocol.ThreePhase), Is.True);
             Assert.That(Rules.Supports(CommitProtocol.TwoPhase), Is.True);
             Assert.That(transition.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
             Assert.That(transition.Effects.OfType<SendAbort>().Select(e => e.Participant), Is.EqualTo(new[] { A, B }));
-            Assert.That(transition.Effects.OfType<ReplyToInitiator>().Single().Reason, Does.Contain("ThreePhase"));
+            Assert.That(transition.Effects.OfType<ReplyToInitiator>().Single().Reason, Does.Contain("protocol 7 is not supported"));
         });
     }
 

@@ -29,14 +29,15 @@ internal sealed class FakeJournal(List<string> trace) : ITransactionJournal
         var failing = FailNextDecisionWrites > 0;
         if (!failing || FailedWritesAreDurable)
         {
-            if (Rows.TryGetValue(decision.TransactionId, out var existing) && !existing.IsCommit)
+            if (Rows.TryGetValue(decision.TransactionId, out var existing) && existing.State == JournalState.Aborted)
             {
                 throw new InvalidOperationException("aborted row");
             }
 
-            Rows.TryAdd(decision.TransactionId, new JournalEntry(
+            var committing = new JournalEntry(
                 decision.TransactionId, decision.CoordinatorId, decision.Protocol, JournalState.Committing,
-                decision.Participants, [], null, decision.CreatedAt, decision.DecidedAt, null));
+                decision.Participants, [], null, decision.CreatedAt, decision.DecidedAt, null);
+            Rows.AddOrUpdate(decision.TransactionId, committing, (_, row) => row.State == JournalState.PreCommitting ? committing : row);
         }
 
         if (failing)
@@ -50,11 +51,36 @@ internal sealed class FakeJournal(List<string> trace) : ITransactionJournal
         return Task.CompletedTask;
     }
 
+    /// <summary>How many of the next PreCommit writes throw (without reaching the disk).</summary>
+    public int FailNextPreCommitWrites { get; set; }
+
+    public Task WritePreCommitAsync(CommitDecision decision, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (FailNextPreCommitWrites > 0)
+        {
+            FailNextPreCommitWrites--;
+            Add("journal:precommit-failed");
+            throw new TimeoutException("journal write timed out");
+        }
+
+        if (Rows.TryGetValue(decision.TransactionId, out var existing) && existing.State == JournalState.Aborted)
+        {
+            throw new InvalidOperationException("aborted row");
+        }
+
+        Rows.TryAdd(decision.TransactionId, new JournalEntry(
+            decision.TransactionId, decision.CoordinatorId, decision.Protocol, JournalState.PreCommitting,
+            decision.Participants, [], null, decision.CreatedAt, null, null));
+        Add("journal:precommit");
+        return Task.CompletedTask;
+    }
+
     public Task RecordAbortAsync(AbortRecord record, DateTimeOffset now, CancellationToken cancellationToken)
     {
-        Rows.TryAdd(record.TransactionId, new JournalEntry(
+        var aborted = new JournalEntry(
             record.TransactionId, record.CoordinatorId, record.Protocol, JournalState.Aborted,
-            record.Participants, [], record.Reason, record.CreatedAt, null, now));
+            record.Participants, [], record.Reason, record.CreatedAt, null, now);
+        Rows.AddOrUpdate(record.TransactionId, aborted, (_, row) => record.AfterPreCommit && row.State == JournalState.PreCommitting ? aborted : row);
         Add("journal:aborted");
         return Task.CompletedTask;
     }
@@ -86,7 +112,7 @@ internal sealed class FakeJournal(List<string> trace) : ITransactionJournal
 
     public async IAsyncEnumerable<JournalEntry> LoadUnfinishedAsync(CoordinatorId coordinatorId, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        foreach (var row in Rows.Values.Where(r => r.State == JournalState.Committing && r.CoordinatorId == coordinatorId).ToList())
+        foreach (var row in Rows.Values.Where(r => r.State is JournalState.Committing or JournalState.PreCommitting && r.CoordinatorId == coordinatorId).ToList())
         {
             await Task.Yield();
             yield return row;

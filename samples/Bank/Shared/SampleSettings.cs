@@ -81,6 +81,49 @@ internal static class SampleSettings
         return value;
     }
 
+    /// <summary>
+    /// Applies the participant SDK's optional settings: <c>TxCoord:Participant:BranchTimeout</c>,
+    /// <c>DecisionTimeout</c>, <c>ResolveInterval</c>, <c>OutcomeQueryTimeout</c>, <c>CoordinatorRetryMaxInterval</c> and <c>TerminationTimeout</c> (positive
+    /// TimeSpans such as 00:00:05), and <c>TxCoord:CoordinatorId</c> or a comma-separated
+    /// <c>TxCoord:Coordinators</c>, the coordinators whose prepared branches this participant
+    /// finishes (none given: every coordinator). Unset settings keep the SDK's defaults.
+    /// </summary>
+    public static void ParticipantOptions(IConfiguration configuration, Participants.TxCoordParticipantOptions options)
+    {
+        options.BranchTimeout = TimeSpanSetting(configuration, "TxCoord:Participant:BranchTimeout", options.BranchTimeout);
+        options.DecisionTimeout = TimeSpanSetting(configuration, "TxCoord:Participant:DecisionTimeout", options.DecisionTimeout);
+        options.ResolveInterval = TimeSpanSetting(configuration, "TxCoord:Participant:ResolveInterval", options.ResolveInterval);
+        options.OutcomeQueryTimeout = TimeSpanSetting(configuration, "TxCoord:Participant:OutcomeQueryTimeout", options.OutcomeQueryTimeout);
+        options.CoordinatorRetryMaxInterval = TimeSpanSetting(configuration, "TxCoord:Participant:CoordinatorRetryMaxInterval", options.CoordinatorRetryMaxInterval);
+        options.TerminationTimeout = TimeSpanSetting(configuration, "TxCoord:Participant:TerminationTimeout", options.TerminationTimeout);
+        var coordinators = configuration["TxCoord:Coordinators"] is { Length: > 0 } list ? list : configuration["TxCoord:CoordinatorId"];
+        foreach (var coordinator in (coordinators ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!BranchGid.IsValidName(coordinator))
+            {
+                throw new SettingsException($"TxCoord:Coordinators names an invalid coordinator id '{coordinator}': use 1 to {BranchGid.MaxNameLength} characters of letters, digits, '_', '.' or '-'");
+            }
+
+            options.Coordinators.Add(coordinator);
+        }
+    }
+
+    private static TimeSpan TimeSpanSetting(IConfiguration configuration, string key, TimeSpan fallback)
+    {
+        var text = configuration[key];
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return fallback;
+        }
+
+        if (TimeSpan.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, out var value) && value > TimeSpan.Zero)
+        {
+            return value;
+        }
+
+        throw new SettingsException($"{key} '{text}' is not a positive TimeSpan such as 00:00:05: fix {EnvironmentName(key)}");
+    }
+
     /// <summary>The database name of a connection string, for messages.</summary>
     public static string DatabaseName(string connectionString, string fallback) =>
         new NpgsqlConnectionStringBuilder(connectionString).Database is { Length: > 0 } database ? database : fallback;

@@ -22,7 +22,7 @@ try
         participantId = SampleSettings.Name(builder.Configuration, "Bank:ParticipantId", "this bank's participant id", BankReadiness.DefaultDebitParticipant);
         connectionString = SampleSettings.ConnectionString(builder.Configuration, "Bank", "this bank's database");
         rabbitMq = SampleSettings.RabbitMq(builder.Configuration);
-        builder.Services.AddBankParticipant(participantId, connectionString);
+        builder.Services.AddBankParticipant(participantId, connectionString, options => SampleSettings.ParticipantOptions(builder.Configuration, options));
     }
     catch (Exception e) when (e is SettingsException or ArgumentException or InvalidOperationException)
     {

@@ -1,0 +1,141 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+using TxCoord.Coordinator.Monitoring;
+
+namespace TxCoord.Coordinator.Host.Dashboard;
+
+/// <summary>
+/// The dashboard's configuration, checked at start. Keys (all optional):
+/// <list type="bullet">
+/// <item><c>TxCoord:Dashboard:AdminApiKey</c>: the key of the admin actions. No default: without it they are off.</item>
+/// <item><c>TxCoord:Dashboard:ReadApiKey</c>: a key that may read but not act.</item>
+/// <item><c>TxCoord:Dashboard:OpenOnLoopback</c>: read without a key from 127.0.0.1/::1 (default true).</item>
+/// <item><c>TxCoord:Dashboard:InDoubtAfter</c>, <c>TxCoord:Dashboard:StuckAfter</c>: attention thresholds (TimeSpan).</item>
+/// <item><c>TxCoord:Participants:&lt;id&gt;:ConnectionString</c>: participant databases, for the prepared-transaction panel.</item>
+/// </list>
+/// Not a record: its text form must never show the keys.
+/// </summary>
+internal sealed class DashboardSettings
+{
+    public const string Section = "TxCoord:Dashboard";
+
+    public const string AdminApiKeyKey = Section + ":AdminApiKey";
+
+    public const string ReadApiKeyKey = Section + ":ReadApiKey";
+
+    public const string OpenOnLoopbackKey = Section + ":OpenOnLoopback";
+
+    public const string InDoubtAfterKey = Section + ":InDoubtAfter";
+
+    public const string StuckAfterKey = Section + ":StuckAfter";
+
+    /// <summary>Keys shorter than this are refused: they could be guessed.</summary>
+    public const int MinimumKeyLength = 16;
+
+    public DashboardSettings(
+        string? adminApiKey,
+        string? readApiKey,
+        bool openOnLoopback,
+        AttentionThresholds thresholds,
+        IReadOnlyList<ParticipantDatabase> participantDatabases)
+    {
+        AdminApiKey = adminApiKey;
+        ReadApiKey = readApiKey;
+        OpenOnLoopback = openOnLoopback;
+        Thresholds = thresholds;
+        ParticipantDatabases = participantDatabases;
+    }
+
+    public string? AdminApiKey { get; }
+
+    public string? ReadApiKey { get; }
+
+    public bool OpenOnLoopback { get; }
+
+    public AttentionThresholds Thresholds { get; }
+
+    public IReadOnlyList<ParticipantDatabase> ParticipantDatabases { get; }
+
+    public bool AdminEnabled => AdminApiKey is not null;
+
+    public static bool TryRead(
+        IConfiguration configuration,
+        [NotNullWhen(true)] out DashboardSettings? settings,
+        [NotNullWhen(false)] out string? error)
+    {
+        settings = null;
+        var errors = new List<string>();
+        var admin = ReadKey(configuration, AdminApiKeyKey, errors);
+        var read = ReadKey(configuration, ReadApiKeyKey, errors);
+        if (admin is not null && read is not null && string.Equals(admin, read, StringComparison.Ordinal))
+        {
+            errors.Add($"{ReadApiKeyKey} must differ from {AdminApiKeyKey}: a read-only key that is also the admin key gives admin rights");
+        }
+
+        var openOnLoopback = true;
+        if (configuration[OpenOnLoopbackKey] is { Length: > 0 } open && !bool.TryParse(open, out openOnLoopback))
+        {
+            errors.Add($"{OpenOnLoopbackKey} '{open}' is not true or false");
+        }
+
+        var inDoubtAfter = ReadTimeSpan(configuration, InDoubtAfterKey, AttentionThresholds.DefaultInDoubtAfter, errors);
+        var stuckAfter = ReadTimeSpan(configuration, StuckAfterKey, AttentionThresholds.DefaultStuckAfter, errors);
+
+        if (!ParticipantDatabaseSettings.TryRead(configuration, out var databases, out var databaseError))
+        {
+            errors.Add(databaseError);
+        }
+
+        if (errors.Count > 0 || databases is null)
+        {
+            error = string.Join("; ", errors);
+            return false;
+        }
+
+        settings = new DashboardSettings(
+            admin,
+            read,
+            openOnLoopback,
+            AttentionThresholds.Default with { InDoubtAfter = inDoubtAfter, StuckAfter = stuckAfter },
+            databases);
+        error = null;
+        return true;
+    }
+
+    public override string ToString() =>
+        $"admin actions {(AdminEnabled ? "on" : "off")}, read key {(ReadApiKey is null ? "not set" : "set")}, open on loopback {OpenOnLoopback}, {ParticipantDatabases.Count} participant database(s)";
+
+    private static string? ReadKey(IConfiguration configuration, string key, List<string> errors)
+    {
+        var value = configuration[key];
+        if (string.IsNullOrEmpty(value))
+        {
+            return null;
+        }
+
+        if (value.Length < MinimumKeyLength || value.Any(char.IsWhiteSpace))
+        {
+            errors.Add($"{key} must be at least {MinimumKeyLength} characters without spaces (e.g. from 'openssl rand -hex 24')");
+            return null;
+        }
+
+        return value;
+    }
+
+    private static TimeSpan ReadTimeSpan(IConfiguration configuration, string key, TimeSpan fallback, List<string> errors)
+    {
+        var text = configuration[key];
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return fallback;
+        }
+
+        if (TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out var value) && value > TimeSpan.Zero)
+        {
+            return value;
+        }
+
+        errors.Add($"{key} '{text}' is not a positive TimeSpan such as 00:00:30");
+        return fallback;
+    }
+}

@@ -1,0 +1,467 @@
+/*
+ * twopc.pml - TxCoord two-phase commit, presumed abort, one transaction.
+ *
+ * Mirrors (README.md in this folder maps every transition to its code):
+ *   coordinator  Coordinator/TxCoord.Coordinator/Engine/TwoPhaseCommitEngine.cs and
+ *                Engine/TransactionEngine.cs (the rules), Runtime/CoordinatorRuntime.cs
+ *                (transactions not in memory, recovery at start, effect order),
+ *                Journal/PostgresTransactionJournal.cs (the row and its insert-if-absent writes)
+ *   participant  Participants/TxCoord.Participants/Participant/ParticipantRuntime.cs and
+ *                PostgreSql/BranchStore.cs
+ *   initiator    Participants/TxCoord.Participants/Initiator/GlobalTransaction.cs
+ *
+ * Failures: the coordinator process crashes and restarts (at most MAXCRASH times), losing its
+ * memory; its journal survives. A participant process crash loses a Working branch (PostgreSQL
+ * rolls the open transaction back, no marker is written); a prepared branch survives.
+ *
+ * The network: every message ever sent stays in a set (one bit per kind and participant) and
+ * can be delivered any number of times, at any later moment, or never. That covers loss,
+ * duplication (broker redelivery), delay and reordering (64 concurrent consumers per endpoint)
+ * at once; for safety it is the most permissive channel there is.
+ *
+ * Variants (spin -D...):
+ *   -DN=3                      three participants (default 2)
+ *   -DMAXCRASH=k               coordinator crashes allowed (default 1)
+ *   -DFIX_TOMBSTONE            presumed abort as it must be (README, "Findings"); the three
+ *                              changes it stands for, each on its own:
+ *     -DFIX_ABORT_ROW_FIRST      an abort inserts the abort row before any AbortBranch or reply
+ *                                leaves, and only goes on once it is there
+ *                                (TransactionEngine.Abort's effect order, RecordAbort)
+ *     -DFIX_VOTE_ROW             a Yes vote for a transaction not in memory and not committing
+ *                                inserts the abort row before answering AbortBranch
+ *                                (CoordinatorRuntime.VoteAsync)
+ *     -DFIX_OUTCOME_REREAD       GetOutcomeAsync answers from the row found after its
+ *                                insert-if-absent, not from the read before it
+ *   -DINFLIGHT_DECISION_WRITE  the forced commit-decision write can still land in PostgreSQL
+ *                              after the coordinator process died (COMMIT sent, flush pending)
+ *   -DBUG_UNILATERAL_ABORT     negative control: a prepared participant that hears nothing
+ *                              rolls back on its own
+ *   -DBUG_UNFORCED_DECISION    negative control: CommitBranch leaves before the decision is durable
+ *
+ * Properties (pan -N name):
+ *   consistent  never one participant committed while another aborted
+ *   alone       a participant that voted Yes never decides alone: it commits only when the
+ *               journal holds the commit decision, rolls back only after the coordinator said
+ *               "aborted", and never while (or before) the journal holds a commit decision
+ *   truthful    the initiator is never told an outcome that a participant contradicts
+ */
+
+#ifndef N
+#define N 2
+#endif
+#ifndef MAXCRASH
+#define MAXCRASH 1
+#endif
+#ifndef MAXPCRASH
+#define MAXPCRASH 1
+#endif
+
+#ifdef FIX_TOMBSTONE
+#define FIX_ABORT_ROW_FIRST
+#define FIX_VOTE_ROW
+#define FIX_OUTCOME_REREAD
+#endif
+
+#define ALL ((1 << N) - 1)
+#define HAS(set, i) ((((set) >> (i)) & 1) == 1)
+#define ADD(set, i) set = (set) | (1 << (i))
+
+/* k := any participant whose bit is set in a non-empty set (N <= 3) */
+#define PICK(k, set) \
+    if \
+    :: HAS(set, 0) -> k = 0 \
+    :: HAS(set, 1) -> k = 1 \
+    :: HAS(set, 2) -> k = 2 \
+    fi
+
+/* participant branch: BranchStore.BranchStatus plus the in-memory Working phase */
+#define P_UNKNOWN   0   /* no outcome row, not prepared */
+#define P_WORKING   1   /* open transaction on the branch's connection */
+#define P_PREPARED  2   /* in pg_prepared_xacts */
+#define P_COMMITTED 3   /* the branch's 'committed' marker row is visible */
+#define P_ABORTED   4   /* an 'aborted' marker row */
+
+/* the journal row, txcoord.transactions.state; J_NONE: no row (presumed abort) */
+#define J_NONE       0
+#define J_COMMITTING 1
+#define J_COMMITTED  2
+#define J_ABORTED    3
+#define JCOMMIT (jrow == J_COMMITTING || jrow == J_COMMITTED)
+
+/* the coordinator's memory, TransactionPhase; a terminal transaction leaves memory */
+#define C_NONE       0
+#define C_PREPARING  1
+#define C_DECIDING   2
+#define C_COMMITTING 3
+
+byte pst[N];          /* participant branch */
+bit  votedYes[N];     /* ghost: the participant voted Yes */
+byte pcrash;          /* participant process crashes so far */
+
+byte jrow = J_NONE;   /* the journal row */
+bit  jinflight;       /* INFLIGHT_DECISION_WRITE: the decision insert is on its way */
+byte cphase = C_NONE; /* coordinator memory */
+byte votes;           /* Yes votes received */
+byte acks;            /* commit acknowledgements received */
+byte ccrash;          /* coordinator crashes so far */
+bit  abortSaid;       /* ghost: the coordinator told someone "aborted" */
+
+/* messages in flight, one bit per participant */
+byte nWork, nPrepare, nCommit, nAbort, nYes, nNo, nAck, nAsk, nOutC, nOutA;
+/* initiator <-> coordinator */
+bit  nCommitTx, nRollbackTx, nInitAsk, nReplyC, nReplyA;
+bit  toldC, toldA;    /* the initiator was told Committed / Aborted */
+
+#if N == 2
+#define ANYC (pst[0] == P_COMMITTED || pst[1] == P_COMMITTED)
+#define ANYA (pst[0] == P_ABORTED || pst[1] == P_ABORTED)
+#define ALONE (ALONE_AT(0) || ALONE_AT(1))
+#elif N == 3
+#define ANYC (pst[0] == P_COMMITTED || pst[1] == P_COMMITTED || pst[2] == P_COMMITTED)
+#define ANYA (pst[0] == P_ABORTED || pst[1] == P_ABORTED || pst[2] == P_ABORTED)
+#define ALONE (ALONE_AT(0) || ALONE_AT(1) || ALONE_AT(2))
+#else
+#error "N must be 2 or 3"
+#endif
+#define ALONE_AT(i) ((pst[i] == P_COMMITTED && !JCOMMIT) || \
+                     (votedYes[i] && pst[i] == P_ABORTED && (!abortSaid || JCOMMIT)))
+
+ltl consistent { [] !(ANYC && ANYA) }
+ltl alone      { [] !ALONE }
+ltl truthful   { [] !((toldC && ANYA) || (toldA && ANYC)) }
+
+/* The coordinator process may die here (at most MAXCRASH times in a run). */
+#define CRASHPOINT if :: ccrash < MAXCRASH -> ccrash++; goto crashed :: true -> skip fi
+
+/* ---------------------------------------------------------------------------------------
+ * participant
+ * ------------------------------------------------------------------------------------- */
+
+/* CommitAsync on a prepared branch: COMMIT PREPARED (then BranchCommitted when asked by a
+ * CommitBranch). */
+inline commitPrepared(i) {
+    printf("P%d: COMMIT PREPARED\n", i);
+    pst[i] = P_COMMITTED
+}
+
+/* AbortAsync: rolls back a branch in any state but Committed; an Unknown branch gets the
+ * abort marker, which fences a late work message or Prepare. */
+inline abortBranch(i) {
+    printf("P%d: rolled back (was %d)\n", i, pst[i]);
+    pst[i] = P_ABORTED
+}
+
+proctype Participant(byte i) {
+    do
+    /* HandleWorkAsync/RunWorkAsync: work starts only on a branch whose status is Unknown. */
+    :: atomic { HAS(nWork, i) && pst[i] == P_UNKNOWN -> pst[i] = P_WORKING; printf("P%d: work\n", i) }
+    /* the handler refuses, or ExpireBranchesAsync: the branch timeout passed before Prepare */
+    :: atomic { pst[i] == P_WORKING -> pst[i] = P_ABORTED; printf("P%d: work refused or expired\n", i) }
+    /* the participant process dies: PostgreSQL rolls the open transaction back, no marker */
+    :: atomic { pst[i] == P_WORKING && pcrash < MAXPCRASH -> pcrash++; pst[i] = P_UNKNOWN; printf("P%d: crash\n", i) }
+    /* HandlePrepareAsync/PrepareAsync */
+    :: atomic { HAS(nPrepare, i) ->
+        if
+        :: pst[i] == P_WORKING ->
+            if
+            :: pst[i] = P_PREPARED; votedYes[i] = 1; ADD(nYes, i); printf("P%d: PREPARE, votes Yes\n", i)
+            :: pst[i] = P_ABORTED; ADD(nNo, i); printf("P%d: PREPARE failed, votes No\n", i)
+            fi
+        :: pst[i] == P_PREPARED || pst[i] == P_COMMITTED -> ADD(nYes, i); printf("P%d: votes Yes again\n", i)
+        :: pst[i] == P_ABORTED -> ADD(nNo, i)
+        :: pst[i] == P_UNKNOWN -> pst[i] = P_ABORTED; ADD(nNo, i); printf("P%d: Prepare before work: fenced, votes No\n", i)
+        fi }
+    /* HandleCommitAsync: a prepared branch commits, a committed one acknowledges again; a
+     * Working one refuses and an aborted one logs CommitImpossible (no state change) */
+    :: atomic { HAS(nCommit, i) && (pst[i] == P_PREPARED || pst[i] == P_COMMITTED) ->
+        if
+        :: pst[i] == P_PREPARED -> printf("P%d: CommitBranch\n", i); commitPrepared(i)
+        :: else -> skip
+        fi;
+        ADD(nAck, i) }
+    /* HandleAbortAsync (a committed branch logs AbortAfterCommit and refuses) */
+    :: atomic { HAS(nAbort, i) && pst[i] != P_COMMITTED && pst[i] != P_ABORTED -> printf("P%d: AbortBranch\n", i); abortBranch(i) }
+    /* ResolvePreparedAsync: a prepared branch past the decision timeout asks the coordinator
+     * (GetTransactionOutcome) and does what it is told; Pending or no answer: stays prepared */
+    :: atomic { pst[i] == P_PREPARED && !HAS(nAsk, i) -> ADD(nAsk, i); printf("P%d: asks the outcome\n", i) }
+    :: atomic { HAS(nOutC, i) && pst[i] == P_PREPARED -> printf("P%d: told Committed\n", i); commitPrepared(i) }
+    :: atomic { HAS(nOutA, i) && pst[i] != P_COMMITTED && pst[i] != P_ABORTED -> printf("P%d: told Aborted\n", i); abortBranch(i) }
+#ifdef BUG_UNILATERAL_ABORT
+    :: atomic { pst[i] == P_PREPARED -> printf("P%d: BUG: gives up waiting\n", i); abortBranch(i) }
+#endif
+    od
+}
+
+/* ---------------------------------------------------------------------------------------
+ * coordinator
+ * ------------------------------------------------------------------------------------- */
+
+/* Abort (TransactionEngine.Abort and AbortUnknown): SendAbort to every participant,
+ * ReplyToInitiator(Aborted), RecordAbort unforced, in that order (CoordinatorRuntime.RunAsync
+ * awaits each), so the process can die between any two. A failed RecordAbort is only logged
+ * (UnforcedAsync). The transaction then leaves memory. */
+inline abortAll() {
+#ifdef FIX_ABORT_ROW_FIRST
+    /* the abort row first; if a commit decision is there instead (an earlier incarnation's
+     * write that landed late), the transaction is committing: finish that */
+    if
+    :: jrow == J_NONE -> jrow = J_ABORTED
+    :: else -> skip
+    fi;
+    if
+    :: JCOMMIT ->
+        printf("C: abort refused, the journal holds a commit decision\n");
+        cphase = C_COMMITTING; votes = ALL; acks = 0; nCommit = ALL; nReplyC = 1
+    :: else ->
+#endif
+        printf("C: abort\n");
+        abortSaid = 1;
+        k = 0;
+        do
+        :: k < N -> ADD(nAbort, k); k++; CRASHPOINT
+        :: else -> k = 0; break
+        od;
+        nReplyA = 1;
+        CRASHPOINT;
+        cphase = C_NONE;
+#ifndef FIX_ABORT_ROW_FIRST
+        if
+        :: jrow == J_NONE -> jrow = J_ABORTED
+        :: true -> printf("C: RecordAbort failed (unforced, logged)\n")
+        fi
+#else
+    fi
+#endif
+}
+
+/* The commit decision is durable (DecisionDurable): CommitBranch to every Yes voter, then the
+ * initiator is answered Committed. */
+inline decisionDurable() {
+    printf("C: commit decision durable\n");
+    cphase = C_COMMITTING; acks = 0;
+    k = 0;
+    do
+    :: k < N -> ADD(nCommit, k); k++; CRASHPOINT
+    :: else -> k = 0; break
+    od;
+    nReplyC = 1
+}
+
+active proctype Coordinator() {
+    byte k;
+    bit wasCommit, lookup;
+restart:
+    atomic {
+        cphase = C_NONE; votes = 0; acks = 0; k = 0; wasCommit = 0; lookup = 0;
+        /* RecoverAsync: a 'committing' row is resumed, CommitBranch re-sent to its Yes voters */
+        if
+        :: jrow == J_COMMITTING -> cphase = C_COMMITTING; votes = ALL; nCommit = ALL; printf("C: recovered committing\n")
+        :: else -> skip
+        fi
+    }
+    do
+    /* the process dies while idle */
+    :: atomic { ccrash < MAXCRASH -> ccrash++; goto crashed }
+
+    /* CommitAsync */
+    :: atomic { nCommitTx ->
+        if
+        :: cphase == C_COMMITTING -> nReplyC = 1
+        :: cphase == C_PREPARING || cphase == C_DECIDING -> skip   /* a duplicate, answered later */
+        :: cphase == C_NONE && JCOMMIT -> nReplyC = 1              /* finished: the journal answers */
+        :: cphase == C_NONE && jrow == J_ABORTED ->                /* AbortUnknown, again */
+            printf("C: CommitTransaction for an aborted transaction\n"); abortAll()
+        :: cphase == C_NONE && jrow == J_NONE ->                   /* unknown to the journal: Begin */
+            printf("C: CommitTransaction: Begin, PrepareBranch to all\n");
+            cphase = C_PREPARING; votes = 0;
+            k = 0;
+            do
+            :: k < N -> ADD(nPrepare, k); k++; CRASHPOINT
+            :: else -> k = 0; break
+            od
+        fi }
+
+    /* RollbackAsync */
+    :: atomic { nRollbackTx ->
+        if
+        :: cphase == C_PREPARING -> printf("C: RollbackTransaction\n"); abortAll()
+        :: cphase == C_DECIDING -> skip                            /* answered Committed once durable */
+        :: cphase == C_COMMITTING || (cphase == C_NONE && JCOMMIT) -> nReplyC = 1
+        :: cphase == C_NONE && !JCOMMIT -> printf("C: RollbackTransaction, unknown\n"); abortAll()
+        fi }
+
+    /* VoteAsync, Yes */
+    :: atomic { nYes != 0 ->
+        PICK(k, nYes);
+        if
+        :: cphase == C_PREPARING ->
+            ADD(votes, k);
+            if
+            :: votes == ALL ->
+                cphase = C_DECIDING;                               /* ForceCommitDecision */
+#ifdef BUG_UNFORCED_DECISION
+                decisionDurable();
+                if
+                :: jrow == J_NONE -> jrow = J_COMMITTING
+                :: else -> skip
+                fi
+#endif
+            :: else -> skip
+            fi
+        :: cphase == C_DECIDING -> skip
+        :: cphase == C_COMMITTING || (cphase == C_NONE && JCOMMIT) -> ADD(nCommit, k)
+        :: cphase == C_NONE && !JCOMMIT ->
+#ifdef FIX_VOTE_ROW
+            if
+            :: jrow == J_NONE -> jrow = J_ABORTED
+            :: else -> skip
+            fi;
+            if
+            :: JCOMMIT -> ADD(nCommit, k)
+            :: else -> abortSaid = 1; ADD(nAbort, k); printf("C: Yes from P%d for an aborted transaction: AbortBranch\n", k)
+            fi
+#else
+            abortSaid = 1; ADD(nAbort, k);                         /* presumed abort, no row written */
+            printf("C: Yes from P%d for an unknown transaction: AbortBranch (no row written)\n", k)
+#endif
+        fi;
+        k = 0 }
+
+    /* VoteAsync, No: aborts a transaction still preparing; ignored otherwise */
+    :: atomic { nNo != 0 && cphase == C_PREPARING -> printf("C: a No vote\n"); abortAll() }
+
+    /* a Tick while preparing: vote timeout or transaction deadline */
+    :: atomic { cphase == C_PREPARING -> printf("C: vote timeout\n"); abortAll() }
+
+#ifndef BUG_UNFORCED_DECISION
+    /* Deciding: the forced insert-if-absent of the 'committing' row; refused (the journal
+     * throws) when the row says aborted: DecisionWriteFailed, retried, never aborted */
+#ifdef INFLIGHT_DECISION_WRITE
+    :: atomic { cphase == C_DECIDING && !jinflight -> jinflight = 1; printf("C: decision write sent\n") }
+    :: atomic { cphase == C_DECIDING && !jinflight && JCOMMIT -> decisionDurable() }
+#else
+    :: atomic { cphase == C_DECIDING ->
+        if
+        :: jrow == J_NONE -> jrow = J_COMMITTING
+        :: else -> skip
+        fi;
+        if
+        :: JCOMMIT -> decisionDurable()
+        :: else -> skip
+        fi }
+#endif
+#endif
+
+    /* CommitAcknowledgedAsync: the last acknowledgement ends the transaction (RecordEnd,
+     * unforced; if it fails the row stays 'committing' and a restart re-drives) */
+    :: atomic { nAck != 0 && cphase == C_COMMITTING ->
+        acks = acks | nAck;
+        if
+        :: acks == ALL ->
+            cphase = C_NONE;
+            if
+            :: jrow = J_COMMITTED
+            :: skip
+            fi
+        :: else -> skip
+        fi }
+
+    /* GetOutcomeAsync, from a participant (k < N) or the initiator (k == N). In memory:
+     * Pending while preparing or deciding. Not in memory: read the row (FindAsync), then
+     * insert the abort row if absent (RecordAbortAsync) and answer from the read. Between the
+     * two statements a decision write of an earlier incarnation can land. */
+    :: atomic { (nAsk != 0 || nInitAsk) ->
+        if
+        :: nAsk != 0 -> PICK(k, nAsk)
+        :: nInitAsk -> k = N
+        fi;
+        if
+        :: cphase == C_PREPARING || cphase == C_DECIDING -> k = 0
+        :: cphase == C_COMMITTING ->
+            if
+            :: k < N -> ADD(nOutC, k)
+            :: else -> nReplyC = 1
+            fi;
+            k = 0
+        :: cphase == C_NONE ->
+            wasCommit = JCOMMIT;
+            lookup = 1
+        fi }
+        if
+        :: lookup ->
+            atomic {
+            lookup = 0;
+            if
+            :: jrow == J_NONE -> jrow = J_ABORTED
+            :: else -> skip
+            fi;
+#ifdef FIX_OUTCOME_REREAD
+            wasCommit = JCOMMIT;
+#endif
+            if
+            :: !wasCommit -> abortSaid = 1
+            :: else -> skip
+            fi;
+            printf("C: outcome asked by %d, not in memory: answers %d (1 = Committed)\n", k, wasCommit);
+            if
+            :: k < N && wasCommit -> ADD(nOutC, k)
+            :: k < N && !wasCommit -> ADD(nOutA, k)
+            :: k == N && wasCommit -> nReplyC = 1
+            :: k == N && !wasCommit -> nReplyA = 1
+            fi;
+            wasCommit = 0; k = 0 }
+        :: else -> skip
+        fi
+    od;
+
+crashed:
+    printf("C: CRASH\n");
+    goto restart
+}
+
+#ifdef INFLIGHT_DECISION_WRITE
+/* PostgreSQL finishing the decision insert, whether or not the process that sent it is still
+ * alive (it died after sending COMMIT), or dropping it (it died before). ON CONFLICT DO
+ * NOTHING: a row already there stays. */
+active proctype JournalServer() {
+    do
+    :: atomic { jinflight ->
+        if
+        :: jrow == J_NONE -> jrow = J_COMMITTING; printf("PG: the decision write lands\n")
+        :: else -> skip
+        fi;
+        jinflight = 0 }
+    :: atomic { jinflight -> jinflight = 0 }
+    od
+}
+#endif
+
+/* ---------------------------------------------------------------------------------------
+ * initiator
+ * ------------------------------------------------------------------------------------- */
+
+active proctype Initiator() {
+    /* GlobalTransaction.SendAsync: the work to every participant (some may never arrive) */
+    nWork = ALL;
+    if
+    :: nCommitTx = 1                      /* CommitAsync */
+    :: nRollbackTx = 1                    /* RollbackAsync: a branch refused, or the app */
+    fi;
+    do
+    :: !nRollbackTx -> nRollbackTx = 1    /* the app rolls back after a commit in doubt */
+    :: !nInitAsk -> nInitAsk = 1          /* TransactionInitiator asks for the outcome */
+    :: atomic { nReplyC && !toldC -> toldC = 1; printf("I: told Committed\n") }
+    :: atomic { nReplyA && !toldA -> toldA = 1; printf("I: told Aborted\n") }
+    od
+}
+
+init {
+    byte i;
+    atomic {
+        i = 0;
+        do
+        :: i < N -> run Participant(i); i++
+        :: else -> break
+        od
+    }
+}

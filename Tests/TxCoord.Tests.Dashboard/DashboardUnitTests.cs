@@ -1,0 +1,229 @@
+using System.Collections.Immutable;
+using System.Net;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Time.Testing;
+using TxCoord.Contracts;
+using TxCoord.Coordinator.Engine;
+using TxCoord.Coordinator.Host.Dashboard;
+using TxCoord.Coordinator.Monitoring;
+
+namespace TxCoord.Tests.Dashboard;
+
+/// <summary>The dashboard's pieces that need no server: histograms, the monitor, statuses, access rules, settings.</summary>
+[Parallelizable(ParallelScope.All)]
+public sealed class DashboardUnitTests
+{
+    private static readonly DateTimeOffset T0 = new(2026, 1, 1, 12, 0, 0, TimeSpan.Zero);
+
+    [Test]
+    public void Histogram_UniformOneToHundredMs_QuantilesWithinOneBucket()
+    {
+        var histogram = new LatencyHistogram();
+        for (var ms = 1; ms <= 100; ms++)
+        {
+            histogram.Observe(TimeSpan.FromMilliseconds(ms));
+        }
+
+        var snapshot = histogram.Read();
+        Assert.Multiple(() =>
+        {
+            Assert.That(snapshot.Count, Is.EqualTo(100));
+            Assert.That(snapshot.Sum, Is.EqualTo(5.05).Within(1e-9));
+            Assert.That(snapshot.Quantile(0.5)! * 1000, Is.InRange(30, 75), "p50 inside the 30-75 ms buckets around 50 ms");
+            Assert.That(snapshot.Quantile(0.99)! * 1000, Is.InRange(75, 100));
+            Assert.That(HistogramSnapshot.Empty.Quantile(0.5), Is.Null);
+        });
+    }
+
+    [Test]
+    public void Monitor_TransactionsBeginCommitAbortAndRedrive_CountedPerProtocolAndInTheSeries()
+    {
+        var time = new FakeTimeProvider(T0);
+        var monitor = new CoordinatorMonitor(time);
+        var preparing = State(TransactionPhase.Preparing);
+        monitor.Observe(null, preparing);
+        time.Advance(TimeSpan.FromMilliseconds(20));
+        var committing = preparing with { Phase = TransactionPhase.Committing, Votes = preparing.Votes.Add(new ParticipantId("a"), Vote.Yes), DecidedAt = time.GetUtcNow() };
+        monitor.Observe(preparing, committing);
+        monitor.Observe(committing, committing with { Redrives = 1 });
+        time.Advance(TimeSpan.FromMilliseconds(30));
+        monitor.Observe(committing with { Redrives = 1 }, committing with { Phase = TransactionPhase.Committed, EndedAt = time.GetUtcNow(), Redrives = 1 });
+        var aborting = State(TransactionPhase.Preparing, CommitProtocol.ThreePhase);
+        monitor.Observe(null, aborting);
+        monitor.Observe(aborting, aborting with { Phase = TransactionPhase.Aborted, EndedAt = time.GetUtcNow() });
+        monitor.Observe(null, State(TransactionPhase.Committing));
+        monitor.DecisionWritten(TimeSpan.FromMilliseconds(4), succeeded: true);
+        monitor.DecisionWritten(TimeSpan.FromMilliseconds(4), succeeded: false);
+        monitor.MessageSent(nameof(CommitBranch), succeeded: true);
+        monitor.MessageSent(nameof(CommitBranch), succeeded: false);
+
+        var snapshot = monitor.Read();
+        var twoPc = snapshot.Protocols.Single(p => p.Protocol == CommitProtocol.TwoPhase);
+        var threePc = snapshot.Protocols.Single(p => p.Protocol == CommitProtocol.ThreePhase);
+        var recent = snapshot.Recent(6);
+        Assert.Multiple(() =>
+        {
+            Assert.That((twoPc.Begun, twoPc.Committed, twoPc.Aborted, twoPc.Recovered, twoPc.Redrives, twoPc.MessagesRetried), Is.EqualTo((1L, 1L, 0L, 1L, 1L, 1L)));
+            Assert.That((threePc.Begun, threePc.Committed, threePc.Aborted), Is.EqualTo((1L, 0L, 1L)));
+            Assert.That(snapshot.Durations.Single(d => d.Protocol == CommitProtocol.TwoPhase && d.Label == "committed").Histogram.Sum, Is.EqualTo(0.05).Within(1e-9));
+            Assert.That(snapshot.Phases.Single(d => d.Label == "preparing" && d.Protocol == CommitProtocol.TwoPhase).Histogram.Sum, Is.EqualTo(0.02).Within(1e-9));
+            Assert.That(snapshot.Phases.Single(d => d.Label == "committing").Histogram.Sum, Is.EqualTo(0.03).Within(1e-9));
+            Assert.That((snapshot.DecisionWrites.Count, snapshot.DecisionWriteFailures), Is.EqualTo((1L, 1L)));
+            Assert.That(snapshot.LastDecisionWriteAt, Is.EqualTo(time.GetUtcNow()));
+            Assert.That(snapshot.Messages.Single(), Is.EqualTo(new MessageCounts(nameof(CommitBranch), 1, 1)));
+            Assert.That(snapshot.Series, Has.Count.EqualTo(60));
+            Assert.That((recent.Begun, recent.Committed, recent.Aborted), Is.EqualTo((2L, 1L, 1L)));
+        });
+    }
+
+    [Test]
+    public void Monitor_SeriesOlderThanTenMinutes_IsForgotten()
+    {
+        var time = new FakeTimeProvider(T0);
+        var monitor = new CoordinatorMonitor(time);
+        var state = State(TransactionPhase.Preparing);
+        monitor.Observe(null, state);
+        time.Advance(CoordinatorMonitor.SeriesLength + CoordinatorMonitor.BucketWidth);
+        var snapshot = monitor.Read();
+        Assert.Multiple(() =>
+        {
+            Assert.That(snapshot.Series.Sum(p => p.Begun), Is.Zero);
+            Assert.That(snapshot.Protocols.Single().Begun, Is.EqualTo(1), "counters since start keep it");
+        });
+    }
+
+    [TestCase("Preparing", false, 10, 0, "preparing")]
+    [TestCase("Preparing", true, 2, 0, "preparing")]
+    [TestCase("Preparing", true, 6, 0, "in-doubt")]
+    [TestCase("Deciding", true, 2, 0, "deciding")]
+    [TestCase("Deciding", true, 6, 0, "in-doubt")]
+    [TestCase("Committing", true, 10, 0, "committing")]
+    [TestCase("Committing", true, 40, 0, "stuck")]
+    [TestCase("Committing", true, 10, 5, "stuck")]
+    [TestCase("Committed", true, 100, 0, "committed")]
+    public void LiveStatus_PhaseVotesAndAge_GiveTheStatus(string phaseName, bool yesVote, int ageSeconds, int redrives, string expected)
+    {
+        var phase = Enum.Parse<TransactionPhase>(phaseName);
+        var now = T0.AddSeconds(ageSeconds);
+        var state = State(phase) with
+        {
+            Votes = yesVote ? ImmutableDictionary<ParticipantId, Vote>.Empty.Add(new ParticipantId("a"), Vote.Yes) : ImmutableDictionary<ParticipantId, Vote>.Empty,
+            DecidedAt = phase >= TransactionPhase.Committing ? T0 : null,
+            Redrives = redrives,
+        };
+        Assert.That(LiveStatus.Of(state, now, AttentionThresholds.Default), Is.EqualTo(expected));
+    }
+
+    [TestCase("127.0.0.1", null, null, "Read", 200)]
+    [TestCase("::1", null, null, "Read", 200)]
+    [TestCase("10.0.0.5", null, null, "Read", 401)]
+    [TestCase("127.0.0.1", "X-Forwarded-For", null, "Read", 401)]
+    [TestCase("10.0.0.5", null, ReadKey, "Read", 200)]
+    [TestCase("10.0.0.5", null, AdminKey, "Read", 200)]
+    [TestCase("10.0.0.5", null, "wrong-key-0123456789abcdef", "Read", 401)]
+    [TestCase("127.0.0.1", null, null, "Admin", 401)]
+    [TestCase("127.0.0.1", null, ReadKey, "Admin", 403)]
+    [TestCase("10.0.0.5", null, AdminKey, "Admin", 200)]
+    public void Access_AddressProxyAndKey_AllowOrRefuse(string address, string? header, string? key, string right, int expected)
+    {
+        var access = new DashboardAccess(Settings(AdminKey, ReadKey));
+        var context = new DefaultHttpContext();
+        context.Connection.RemoteIpAddress = IPAddress.Parse(address);
+        if (header is not null)
+        {
+            context.Request.Headers[header] = "203.0.113.7";
+        }
+
+        if (key is not null)
+        {
+            context.Request.Headers.Authorization = "Bearer " + key;
+        }
+
+        var decision = access.Check(context, Enum.Parse<DashboardRight>(right));
+        Assert.That(decision.StatusCode, Is.EqualTo(expected), decision.Message);
+    }
+
+    [Test]
+    public void Access_NoAdminKeyConfigured_AdminActionsOffEvenWithAKey()
+    {
+        var access = new DashboardAccess(Settings(null, ReadKey));
+        var context = new DefaultHttpContext();
+        context.Connection.RemoteIpAddress = IPAddress.Loopback;
+        context.Request.Headers["X-Api-Key"] = ReadKey;
+        var decision = access.Check(context, DashboardRight.Admin);
+        Assert.Multiple(() =>
+        {
+            Assert.That(decision.StatusCode, Is.EqualTo(403));
+            Assert.That(decision.Message, Does.Contain("admin actions are off"));
+        });
+    }
+
+    [TestCase("TxCoord:Dashboard:AdminApiKey", "short", "must be at least 16 characters")]
+    [TestCase("TxCoord:Dashboard:ReadApiKey", "has spaces in it 0123456789", "without spaces")]
+    [TestCase("TxCoord:Dashboard:OpenOnLoopback", "maybe", "is not true or false")]
+    [TestCase("TxCoord:Dashboard:StuckAfter", "-00:00:05", "is not a positive TimeSpan")]
+    [TestCase("TxCoord:Participants:bad name:ConnectionString", "Host=x", "is not a valid participant id")]
+    [TestCase("TxCoord:Participants:bank-a:ConnectionString", "", "is required")]
+    [TestCase("TxCoord:Participants:bank-a:ConnectionString", "Port=5432", "names no Host")]
+    public void Settings_BadValue_RefusedNamingTheKey(string key, string value, string message)
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection([new(key, value)]).Build();
+        var ok = DashboardSettings.TryRead(configuration, out _, out var error);
+        Assert.Multiple(() =>
+        {
+            Assert.That(ok, Is.False);
+            Assert.That(error, Does.Contain(key.Split(':')[^1] == "ConnectionString" ? key.Split(':')[2] : key).And.Contain(message));
+        });
+    }
+
+    [Test]
+    public void Settings_SameKeyForReadAndAdmin_Refused()
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection([
+            new("TxCoord:Dashboard:AdminApiKey", AdminKey),
+            new("TxCoord:Dashboard:ReadApiKey", AdminKey),
+        ]).Build();
+        Assert.Multiple(() =>
+        {
+            Assert.That(DashboardSettings.TryRead(configuration, out _, out var error), Is.False);
+            Assert.That(error, Does.Contain("must differ"));
+        });
+    }
+
+    [Test]
+    public void Settings_Nothing_AdminOffLoopbackOpenDefaultsApplyAndKeysNeverPrinted()
+    {
+        var empty = new ConfigurationBuilder().Build();
+        var full = new ConfigurationBuilder().AddInMemoryCollection([
+            new("TxCoord:Dashboard:AdminApiKey", AdminKey),
+            new("TxCoord:Participants:bank-a:ConnectionString", "Host=127.0.0.1;Database=a"),
+        ]).Build();
+        Assert.Multiple(() =>
+        {
+            Assert.That(DashboardSettings.TryRead(empty, out var none, out _), Is.True);
+            Assert.That(none!.AdminEnabled, Is.False);
+            Assert.That(none.OpenOnLoopback, Is.True);
+            Assert.That(none.Thresholds, Is.EqualTo(AttentionThresholds.Default));
+            Assert.That(DashboardSettings.TryRead(full, out var some, out _), Is.True);
+            Assert.That(some!.ParticipantDatabases.Single().Participant.Value, Is.EqualTo("bank-a"));
+            Assert.That(some.ToString(), Does.Not.Contain(AdminKey));
+        });
+    }
+
+    private const string AdminKey = "unit-admin-key-0123456789abcdef";
+
+    private const string ReadKey = "unit-read-key-0123456789abcdef";
+
+    private static DashboardSettings Settings(string? admin, string? read) =>
+        new(admin, read, openOnLoopback: true, AttentionThresholds.Default, []);
+
+    private static TransactionState State(TransactionPhase phase, CommitProtocol protocol = CommitProtocol.TwoPhase) => new()
+    {
+        TransactionId = TransactionId.New(),
+        Protocol = protocol,
+        Phase = phase,
+        Participants = [new ParticipantId("a")],
+        CreatedAt = T0,
+    };
+}

@@ -1,0 +1,275 @@
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using TxCoord.Bench.Measurement;
+using TxCoord.Contracts;
+using TxCoord.Coordinator;
+using TxCoord.Participants;
+using TxCoord.Samples.Bank;
+
+namespace TxCoord.Bench.Variants;
+
+/// <summary>One transfer through TxCoord: work at both banks at once, then commit through the coordinator.</summary>
+internal static class TxCoordTransfer
+{
+    public const string DebitParticipant = BankReadiness.DefaultDebitParticipant;
+
+    public const string CreditParticipant = BankReadiness.DefaultCreditParticipant;
+
+    public static async Task<TransferResult> RunAsync(ITransactionInitiator initiator, CommitProtocol protocol, Transfer transfer, CancellationToken cancellationToken)
+    {
+        var transaction = initiator.Begin(new TransactionOptions { Protocol = protocol });
+        var commitAsked = false;
+        try
+        {
+            var results = await Task.WhenAll(
+                transaction.SendAsync(DebitParticipant, new DebitAccount { TransferId = transfer.TransferId, AccountId = transfer.From, Amount = transfer.Amount }, cancellationToken),
+                transaction.SendAsync(CreditParticipant, new CreditAccount { TransferId = transfer.TransferId, AccountId = transfer.To, Amount = transfer.Amount }, cancellationToken));
+
+            // After a refusal this rolls back: the refusing branch is gone, the transaction can only abort.
+            commitAsked = true;
+            var result = await transaction.CommitAsync(cancellationToken);
+            var refusal = results.FirstOrDefault(r => !r.Succeeded)?.Reason;
+            return result.Outcome switch
+            {
+                CommitOutcome.Committed => TransferResult.Committed,
+                CommitOutcome.Aborted => new TransferResult(TransferOutcome.Aborted, refusal ?? result.Reason),
+                _ => new TransferResult(TransferOutcome.InDoubt, result.Reason),
+            };
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            if (commitAsked)
+            {
+                return new TransferResult(TransferOutcome.InDoubt, $"commit failed: {e.GetType().Name}: {e.Message}");
+            }
+
+            await transaction.DisposeAsync();
+            return new TransferResult(TransferOutcome.Aborted, $"{e.GetType().Name}: {e.Message}");
+        }
+    }
+
+    /// <summary>A host for the initiator side (or everything, embedded), with logging at Warning.</summary>
+    public static HostApplicationBuilder CreateHostBuilder()
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], DisableDefaults = true });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Logging.AddFilter("MassTransit", LogLevel.Error);
+        builder.Services.Configure<MassTransitHostOptions>(o =>
+        {
+            o.WaitUntilStarted = true;
+            o.StartTimeout = TimeSpan.FromSeconds(60);
+            o.StopTimeout = TimeSpan.FromSeconds(20);
+        });
+        return builder;
+    }
+
+    /// <summary>Waits until the coordinator and both banks answer (they may still be starting).</summary>
+    public static async Task WaitUntilReadyAsync(ITransactionInitiator initiator, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        await BankReadiness.WaitForCoordinatorAsync(initiator, timeout, cancellationToken: cancellationToken);
+        await BankReadiness.WaitForParticipantsAsync(initiator, [DebitParticipant, CreditParticipant], timeout, cancellationToken: cancellationToken);
+    }
+}
+
+/// <summary>
+/// The product as it is deployed: the coordinator service (Coordinator.Host) and the two bank
+/// participant services (samples/Bank participant) as separate processes on RabbitMQ, like
+/// <c>./run.sh demo</c> runs them, and the SDK initiator in the benchmark process. B3 and B4 share it.
+/// </summary>
+internal sealed class BusCluster(BenchEnvironment environment, InProcessCounters counters) : IAsyncDisposable
+{
+    public const string CoordinatorId = "bench";
+
+    /// <summary>The coordinator service's HTTP endpoint (health, dashboard): a free port of the system's choosing, never a clash.</summary>
+    public const string CoordinatorUrls = "http://127.0.0.1:0";
+
+    private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(90);
+
+    private readonly List<ServiceProcess> _processes = [];
+    private IHost? _initiatorHost;
+    private Task? _started;
+
+    public ITransactionInitiator Initiator => _initiatorHost?.Services.GetRequiredService<ITransactionInitiator>()
+        ?? throw new InvalidOperationException("the cluster is not started");
+
+    public IReadOnlyList<MeasuredProcess> Processes => [.. _processes.Select(p => new MeasuredProcess(p.Name.StartsWith("bank", StringComparison.Ordinal) ? "participants" : p.Name, p.ProcessId))];
+
+    public int? CoordinatorProcessId => _processes.FirstOrDefault(p => p.Name == "coordinator")?.ProcessId;
+
+    /// <summary>Starts everything once; later calls wait for the same start.</summary>
+    public Task StartAsync(CancellationToken cancellationToken) => _started ??= StartOnceAsync(cancellationToken);
+
+    /// <summary>Throws, with the log's tail, when a service process has died.</summary>
+    public void EnsureAlive()
+    {
+        foreach (var process in _processes.Where(p => p.HasExited))
+        {
+            throw new InvalidOperationException($"the {process.Name} process exited (log {process.LogPath}):{Environment.NewLine}{process.LogTail()}");
+        }
+    }
+
+    private async Task StartOnceAsync(CancellationToken cancellationToken)
+    {
+        var rabbit = environment.RabbitMq.ToString();
+        _processes.Add(ServiceProcess.Start(
+            "coordinator",
+            environment.BuiltDll("Coordinator/TxCoord.Coordinator.Host", "TxCoord.Coordinator.Host"),
+            new Dictionary<string, string>
+            {
+                ["ConnectionStrings__Journal"] = environment.Database(BenchEnvironment.Journal),
+                ["ConnectionStrings__RabbitMq"] = rabbit,
+                ["TxCoord__CoordinatorId"] = CoordinatorId,
+                ["ASPNETCORE_URLS"] = CoordinatorUrls,
+            },
+            environment.LogDirectory));
+        foreach (var (participant, database) in new[] { (TxCoordTransfer.DebitParticipant, BenchEnvironment.BankA), (TxCoordTransfer.CreditParticipant, BenchEnvironment.BankB) })
+        {
+            _processes.Add(ServiceProcess.Start(
+                participant,
+                environment.BuiltDll("samples/Bank/TxCoord.Samples.Bank.Participant", "TxCoord.Samples.Bank.Participant"),
+                new Dictionary<string, string>
+                {
+                    ["Bank__ParticipantId"] = participant,
+                    ["ConnectionStrings__Bank"] = environment.Database(database),
+                    ["ConnectionStrings__RabbitMq"] = rabbit,
+                },
+                environment.LogDirectory));
+        }
+
+        var builder = TxCoordTransfer.CreateHostBuilder();
+        builder.Services.AddTxCoordInitiator(o => o.CoordinatorId = CoordinatorId);
+        builder.Services.AddMassTransit(bus => bus.UsingRabbitMq((_, rabbitMq) => rabbitMq.Host(environment.RabbitMq, "txcoord-bench-initiator", _ => { })));
+        _initiatorHost = builder.Build();
+        await _initiatorHost.StartAsync(cancellationToken);
+        counters.Observe(_initiatorHost.Services.GetRequiredService<IBus>());
+
+        using var ready = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var readiness = TxCoordTransfer.WaitUntilReadyAsync(Initiator, ReadyTimeout, ready.Token);
+        while (!readiness.IsCompleted)
+        {
+            if (_processes.Any(p => p.HasExited))
+            {
+                await ready.CancelAsync();
+                EnsureAlive();
+            }
+
+            await Task.WhenAny(readiness, Task.Delay(200, cancellationToken));
+        }
+
+        await readiness;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_initiatorHost is { } host)
+        {
+            await host.StopAsync(CancellationToken.None);
+            host.Dispose();
+        }
+
+        foreach (var process in _processes)
+        {
+            await process.DisposeAsync();
+        }
+    }
+}
+
+/// <summary>B3 (2PC) and B4 (3PC): TxCoord through the coordinator service over RabbitMQ.</summary>
+internal sealed class BusVariant(BusCluster cluster, CommitProtocol protocol) : IVariant
+{
+    public string Id => protocol == CommitProtocol.TwoPhase ? "B3" : "B4";
+
+    public string Description => protocol == CommitProtocol.TwoPhase
+        ? "TxCoord 2PC: coordinator service + 2 bank participant services over RabbitMQ, SDK initiator"
+        : "TxCoord 3PC over RabbitMQ, same services as B3";
+
+    public AppliedRows Rows => AppliedRows.DebitInACreditInB;
+
+    public IReadOnlyList<MeasuredProcess> Processes => cluster.Processes;
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await cluster.StartAsync(cancellationToken);
+        if (protocol == CommitProtocol.TwoPhase)
+        {
+            return;
+        }
+
+        // Is the protocol there? One real transfer says it; nothing is assumed.
+        var probe = await TxCoordTransfer.RunAsync(cluster.Initiator, protocol, new Transfer(Guid.CreateVersion7(), 1, 1, 1), cancellationToken);
+        if (probe.Outcome != TransferOutcome.Committed)
+        {
+            var reason = probe.Reason ?? probe.Outcome.ToString();
+            throw new VariantUnavailableException(reason.Contains("not supported", StringComparison.OrdinalIgnoreCase)
+                ? $"3PC not available: {reason}"
+                : $"3PC probe transfer ended {probe.Outcome}: {reason}");
+        }
+    }
+
+    public Task<TransferResult> TransferAsync(Transfer transfer, CancellationToken cancellationToken) =>
+        TxCoordTransfer.RunAsync(cluster.Initiator, protocol, transfer, cancellationToken);
+
+    /// <summary>The cluster is shared with the other protocol's variant: the program stops it.</summary>
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}
+
+/// <summary>
+/// B3e: TxCoord embedded: coordinator, both bank participants and the initiator in this process,
+/// over MassTransit's in-memory transport. The same journal and databases as B3: the difference is the broker.
+/// </summary>
+internal sealed class EmbeddedVariant(BenchEnvironment environment, InProcessCounters counters) : IVariant
+{
+    public const string CoordinatorId = "bench-e";
+
+    private IHost? _host;
+
+    public string Id => "B3e";
+
+    public string Description => "TxCoord 2PC embedded: coordinator + participants + initiator in one process, in-memory transport";
+
+    public AppliedRows Rows => AppliedRows.DebitInACreditInB;
+
+    public IReadOnlyList<MeasuredProcess> Processes => [];
+
+    public IBus Bus => _host?.Services.GetRequiredService<IBus>() ?? throw new InvalidOperationException("not started");
+
+    private ITransactionInitiator Initiator => _host?.Services.GetRequiredService<ITransactionInitiator>() ?? throw new InvalidOperationException("not started");
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var builder = TxCoordTransfer.CreateHostBuilder();
+        builder.Services.AddTxCoordCoordinator(o =>
+        {
+            o.CoordinatorId = CoordinatorId;
+            o.JournalConnectionString = environment.Database(BenchEnvironment.Journal);
+        });
+        builder.Services.AddBankParticipant(TxCoordTransfer.DebitParticipant, environment.Database(BenchEnvironment.BankA));
+        builder.Services.AddBankParticipant(TxCoordTransfer.CreditParticipant, environment.Database(BenchEnvironment.BankB));
+        builder.Services.AddTxCoordInitiator(o => o.CoordinatorId = CoordinatorId);
+        builder.Services.AddMassTransit(bus => bus.UsingInMemory((context, cfg) =>
+        {
+            cfg.ConfigureTxCoordCoordinatorEndpoint(context);
+            cfg.ConfigureTxCoordParticipantEndpoints(context);
+        }));
+        _host = builder.Build();
+        await _host.StartAsync(cancellationToken);
+        counters.Observe(Bus);
+        await TxCoordTransfer.WaitUntilReadyAsync(Initiator, TimeSpan.FromSeconds(60), cancellationToken);
+    }
+
+    public Task<TransferResult> TransferAsync(Transfer transfer, CancellationToken cancellationToken) =>
+        TxCoordTransfer.RunAsync(Initiator, CommitProtocol.TwoPhase, transfer, cancellationToken);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_host is { } host)
+        {
+            await host.StopAsync(CancellationToken.None);
+            host.Dispose();
+        }
+    }
+}
