@@ -35,6 +35,7 @@ internal static class Format
     {
         StepOutcome.Done => "done",
         StepOutcome.AlreadyFinished => "already finished",
+        StepOutcome.Busy => "busy: another session is finishing it",
         StepOutcome.Failed => "FAILED",
         _ => "",
     };
@@ -278,6 +279,7 @@ internal sealed class JsonObserver : IRecoveryObserver, IDisposable
         {
             StepOutcome.Done => "done",
             StepOutcome.AlreadyFinished => "already-finished",
+            StepOutcome.Busy => "busy",
             StepOutcome.Failed => "failed",
             _ => "not-run",
         });

@@ -141,7 +141,7 @@ internal static class RecoverCommand
             json.WriteString("action", commit ? "commit" : "abort");
             json.WriteString("journal", RecoveryPlanner.Describe(step.Verdict));
             json.WriteBoolean("againstJournal", against is not null);
-            json.WriteString("outcome", outcome == FinishOutcome.Done ? "done" : "already-finished");
+            json.WriteString("outcome", outcome switch { FinishOutcome.Done => "done", FinishOutcome.Busy => "busy", _ => "already-finished" });
             json.WriteString("operator", Actor(arguments));
             json.WriteString("reason", arguments.Reason);
             json.WriteEndObject();
@@ -154,7 +154,7 @@ internal static class RecoverCommand
             }
 
             await output.WriteLineAsync($"{(commit ? "COMMIT" : "ROLLBACK")} PREPARED {gid} at {step.Prepared.Participant}: " +
-                $"{(outcome == FinishOutcome.Done ? "done" : "it was no longer prepared")}; recorded as heuristic by {Actor(arguments)} (journal said: {RecoveryPlanner.Describe(step.Verdict)}).");
+                $"{outcome switch { FinishOutcome.Done => "done", FinishOutcome.Busy => "another session was finishing it at that moment", _ => "it was no longer prepared" }}; recorded as heuristic by {Actor(arguments)} (journal said: {RecoveryPlanner.Describe(step.Verdict)}).");
         }
 
         return ExitCodes.NothingInDoubt;

@@ -15,6 +15,9 @@ internal enum FinishOutcome
 
     /// <summary>It was no longer prepared: someone else (the coordinator, the participant, another recovery) finished it first.</summary>
     AlreadyFinished,
+
+    /// <summary>Another session was finishing it at that very moment (PostgreSQL: "prepared transaction ... is busy"); the final count tells whether it is gone.</summary>
+    Busy,
 }
 
 /// <summary>
@@ -199,6 +202,10 @@ internal sealed class RecoveryParticipantDatabase : IAsyncDisposable
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedObject)
         {
             return FinishOutcome.AlreadyFinished;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ObjectNotInPrerequisiteState && e.MessageText.Contains("is busy", StringComparison.Ordinal))
+        {
+            return FinishOutcome.Busy;
         }
         catch (Exception e) when (e is NpgsqlException or TimeoutException)
         {

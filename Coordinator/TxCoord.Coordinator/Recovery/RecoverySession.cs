@@ -15,6 +15,9 @@ internal enum StepOutcome
     NotRun,
     Done,
     AlreadyFinished,
+
+    /// <summary>Another session (the coordinator or the participant, doing the same) was finishing it at that moment.</summary>
+    Busy,
     Failed,
 }
 
@@ -236,7 +239,7 @@ internal sealed class RecoverySession : IAsyncDisposable
         try
         {
             var outcome = await database.FinishAsync(gid, commit, cancellationToken);
-            await Journal.CompleteHeuristicAsync(id, outcome == FinishOutcome.Done ? "done" : "already finished", cancellationToken);
+            await Journal.CompleteHeuristicAsync(id, outcome switch { FinishOutcome.Done => "done", FinishOutcome.Busy => "busy: being finished by another session", _ => "already finished" }, cancellationToken);
             return (step, outcome);
         }
         catch (RecoveryException e)
@@ -346,7 +349,12 @@ internal sealed class RecoverySession : IAsyncDisposable
                     try
                     {
                         var finished = await database.FinishAsync(steps[i].Prepared.Branch!.Value, steps[i].Action == RecoveryAction.Commit, token);
-                        outcomes[i] = (finished == FinishOutcome.Done ? StepOutcome.Done : StepOutcome.AlreadyFinished, null);
+                        outcomes[i] = (finished switch
+                        {
+                            FinishOutcome.Done => StepOutcome.Done,
+                            FinishOutcome.Busy => StepOutcome.Busy,
+                            _ => StepOutcome.AlreadyFinished,
+                        }, null);
                         CrashPoint.Hit(CrashPoints.RecoveryToolAfterAction);
                     }
                     catch (RecoveryException e)
