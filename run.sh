@@ -114,6 +114,7 @@ cmd_test() {
 
     build_solution || exit 1
     "$REPO_ROOT/scripts/ensure-chromium.sh" || echo "run.sh: Chromium is missing: the dashboard's browser tests will fail" >&2
+    txc_ensure_model_checker   # spin + gcc for the protocol model checks (Coordinator/models)
 
     # A fresh results dir per run, so only this run's .trx files are counted. Without
     # LogFileName each test assembly writes its own uniquely named .trx file.

@@ -200,6 +200,19 @@ _txc_apt_install() {
     _txc_log "installed $* in $(_txc_since "$t0")"
 }
 
+# The protocol model checks (Coordinator/models, run by the unit tests) need spin and a C
+# compiler. Installs what is missing; never fails the caller: when it cannot install, it
+# says so and the model tests fail with the same message.
+txc_ensure_model_checker() {
+    local missing=()
+    command -v spin >/dev/null 2>&1 || missing+=(spin)
+    command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+    (( ${#missing[@]} == 0 )) && return 0
+    _txc_apt_install "${missing[@]}" \
+        || _txc_err "the protocol model tests will fail: ${missing[*]} missing (apt-get install -y ${missing[*]})"
+    return 0
+}
+
 _txc_ensure_binaries() {
     if ! _txc_find_pg_bin; then
         # Not expected on the dev/CI image (PostgreSQL 15 is there), but cheap to handle.

@@ -109,7 +109,7 @@ if (( errors > 0 && ! QUIET )) && ls ./*.trail >/dev/null 2>&1; then
         spin -t -g "${DEFINES[@]+"${DEFINES[@]}"}" "$MODEL" 2>&1 | grep -vE '^\s*$|^ltl |processes created|_spin_nvr|failed assertion|terminates$' || true
     else
         spin -t "${DEFINES[@]+"${DEFINES[@]}"}" "$MODEL" 2>&1 \
-            | grep -vE '^\s*$|^ltl |[Nn]ever claim|processes created|^#processes|^\s*[0-9]+:\s+proc|terminates$|^\s+[A-Za-z_]+(\[[0-9]+\])? = |_spin_nvr|failed assertion|is newer than' || true
+            | grep -vE '^\s*$|^ltl |[Nn]ever claim|processes created|^#processes|^\s*[0-9]+:\s+proc|terminates$|^\s+[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])? = |_spin_nvr|failed assertion|is newer than' || true
     fi
     echo "---- end of counterexample ----"
 fi

@@ -40,9 +40,16 @@
  *   -DPRESTART            crashed participants restart
  *   -DLEADER_JOINS_FIRST  a leader joins its own round durably before it asks anyone
  *                         (README "Findings": a restarted leader re-running its round)
+ *   -DBUG_PRECOMMIT_AFTER_JOIN  negative control: a participant takes the coordinator's PreCommit
+ *                         even after it joined a termination round (PreCommitSql without its
+ *                         last_elected = 0 guard). The checks must catch it.
+ *   -DSIMPLE_RULE         the decision rule as issue 3 words it: propose commit when any joined
+ *                         participant is PreCommitted, abort otherwise (last_attempt ignored)
  *   -DFULL_PREPARE        the prepare phase too (work, votes, No, expiry, fencing); by default every
  *                         participant starts prepared with its Yes vote in (with a No or a missing
  *                         vote the coordinator aborts before any PreCommit exists)
+ *   -DSLOW_SELF           a leader's requests to itself (it asks itself over the bus like any peer)
+ *                         may time out, without counting as lost messages
  *   -DMAXR=k              termination rounds, 2 to 4 (default 3: each participant leads one)
  *   -DMAXPCRASH=k         participant crashes (default 1)
  *   -DMAXLATE=k           late messages (default 1)
@@ -132,6 +139,12 @@ byte ljoin[N];                    /* who joined the round */
 bit  lfinC[N], lfinA[N];          /* a Committed / an Aborted report came in */
 byte lmax[N];                     /* the highest last_attempt + 1 among those that joined */
 bit  lallpc[N];                   /* every joined one with that last_attempt is PreCommitted */
+#ifdef SIMPLE_RULE
+bit  lanypc[N];                   /* some joined one is PreCommitted */
+#define FORGETPC(j) lanypc[j] = 0
+#else
+#define FORGETPC(j) skip
+#endif
 bit  lprop[N];                    /* the proposal: 1 commit, 0 abort */
 byte lacc[N];                     /* who accepted the proposal */
 #ifdef ELECTION
@@ -168,6 +181,11 @@ ltl agree      { [] !((cphase == C_COMMITTING && ANYA) || (cphase == C_ABORTED &
 ltl live       { [] (cdown -> <> ALLDONE) }
 
 #define LOSSY (lost < MAXLOSS)
+#ifdef SLOW_SELF
+#define SLOWSELF true
+#else
+#define SLOWSELF false
+#endif
 #define LATE (late < MAXLATE)
 
 /* Round r is led by participant (r - 1) mod n, participants sorted by id. The code leads
@@ -179,8 +197,10 @@ ltl live       { [] (cdown -> <> ALLDONE) }
 
 #ifdef ELECTION
 #define NOLEADER ((lph[0] == L_IDLE || down[0]) && (lph[1] == L_IDLE || down[1]) && (lph[2] == L_IDLE || down[2]))
-#define MYTURN(r) ((r) == started + 1 || ((r) == started + 2 && down[LEADER(started + 1)]) || \
-                   ((r) == started + 3 && down[LEADER(started + 1)] && down[LEADER(started + 2)]))
+/* a participant that is down or has finished its branch leads nothing: its turn passes */
+#define PASSES(x) (down[x] || pst[x] != P_PREPARED)
+#define MYTURN(r) ((r) == started + 1 || ((r) == started + 2 && PASSES(LEADER(started + 1))) || \
+                   ((r) == started + 3 && PASSES(LEADER(started + 1)) && PASSES(LEADER(started + 2))))
 #else
 #define NOLEADER true
 #define MYTURN(r) true
@@ -197,7 +217,7 @@ ltl live       { [] (cdown -> <> ALLDONE) }
 
 /* The round at j is over: forget it. */
 #define ENDROUND(j) lph[j] = L_IDLE; lr[j] = 0; lans[j] = 0; ljoin[j] = 0; lfinC[j] = 0; lfinA[j] = 0; \
-                    lmax[j] = 0; lallpc[j] = 0; lprop[j] = 0; lacc[j] = 0
+                    lmax[j] = 0; lallpc[j] = 0; lprop[j] = 0; lacc[j] = 0; FORGETPC(j)
 
 /* ---------------------------------------------------------------------------------------------------
  * what a participant does with each message (ParticipantRuntime, ParticipantRuntime.Termination)
@@ -221,15 +241,20 @@ inline abortBranch(q) {
 /* PreCommitAsync: PreCommitSql takes it only while last_elected = 0 and the state is prepared or
  * precommitted, then BranchPreCommitted; a finished branch answers BranchCommitted/BranchAborted,
  * which the coordinator adopts; refused: no answer */
+#ifdef BUG_PRECOMMIT_AFTER_JOIN
+#define TAKES_PRECOMMIT(q) (s3[q] != S_PA)
+#else
+#define TAKES_PRECOMMIT(q) (le[q] == 0 && s3[q] != S_PA)
+#endif
 inline onPreCommit(q) {
     if
-    :: pst[q] == P_PREPARED && le[q] == 0 && s3[q] != S_PA ->
+    :: pst[q] == P_PREPARED && TAKES_PRECOMMIT(q) ->
         s3[q] = S_PC; att[q] = 1; printf("P%d: PreCommitted (round 0)\n", q);
         if
         :: !cdown -> ADD(nPcAck, q)
         :: else -> skip
         fi
-    :: pst[q] == P_PREPARED && !(le[q] == 0 && s3[q] != S_PA) -> printf("P%d: refuses PreCommit\n", q)
+    :: pst[q] == P_PREPARED && !TAKES_PRECOMMIT(q) -> printf("P%d: refuses PreCommit\n", q)
     :: pst[q] == P_COMMITTED && !cdown -> ADD(nCAck, q)
     :: pst[q] == P_ABORTED && !cdown -> ADD(nAAck, q)
     :: else -> skip
@@ -288,6 +313,12 @@ inline collect(j, p) {
             :: pst[p] == P_ABORTED -> lfinA[j] = 1
             :: pst[p] == P_PREPARED && le[p] == lr[j] ->
                 ADD(ljoin[j], p);
+#ifdef SIMPLE_RULE
+                if
+                :: s3[p] == S_PC -> lanypc[j] = 1
+                :: else -> skip
+                fi;
+#endif
                 if
                 :: s3[p] != S_PREPARED && att[p] > lmax[j] -> lmax[j] = att[p]; lallpc[j] = (s3[p] == S_PC)
                 :: s3[p] != S_PREPARED && att[p] == lmax[j] -> lallpc[j] = (lallpc[j] && s3[p] == S_PC)
@@ -298,6 +329,7 @@ inline collect(j, p) {
         :: LOSSY -> lost++
         fi
     :: !down[p] && REACH(j, p) && LOSSY -> lost++            /* the question is lost */
+    :: p == j && SLOWSELF -> printf("P%d: its own question times out\n", j)
     :: else -> skip
     fi
 }
@@ -313,6 +345,7 @@ inline offer(j, p) {
         :: else -> ADD(propA[r], p)
         fi
     :: LOSSY -> lost++
+    :: p == j && SLOWSELF -> printf("P%d: its own proposal times out\n", j)
     :: down[p] || !REACH(j, p) -> skip
     fi
 }
@@ -373,7 +406,11 @@ inline endCollect(j) {
         printf("P%d: round %d blocked, %d joined\n", j, lr[j], COUNT(ljoin[j]));
         ENDROUND(j)
     :: !lfinC[j] && !lfinA[j] && COUNT(ljoin[j]) >= TQ ->
+#ifdef SIMPLE_RULE
+        lprop[j] = lanypc[j];
+#else
         lprop[j] = (lmax[j] > 0 && lallpc[j]);
+#endif
         printf("P%d: round %d proposes %d (1 = commit)\n", j, lr[j], lprop[j]);
         lph[j] = L_PROPOSE; lacc[j] = 0; lans[j] = 0;
         r = lr[j]; dc = lprop[j];
@@ -567,10 +604,7 @@ active proctype Network() {
         :: side[2] = 0
         :: side[2] = 1
         fi;
-        if
-        :: side[3] = 0
-        :: side[3] = 1
-        fi;
+        side[3] = 0;                  /* the coordinator's side is side 0 (the names of the sides do not matter) */
         split = 1;
         printf("NET: split: participants on sides %d %d %d, coordinator on %d\n", side[0], side[1], side[2], side[3])
     }

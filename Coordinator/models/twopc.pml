@@ -6,7 +6,8 @@
  *                Engine/TransactionEngine.cs (the rules), Runtime/CoordinatorRuntime.cs
  *                (transactions not in memory, recovery at start, effect order),
  *                Journal/PostgresTransactionJournal.cs (the row and its insert-if-absent writes)
- *   participant  Participants/TxCoord.Participants/Participant/ParticipantRuntime.cs and
+ *   participant  Participants/TxCoord.Participants/Participant/ParticipantRuntime.cs,
+ *                ParticipantRuntime.Termination.cs (2PC cooperative termination) and
  *                PostgreSql/BranchStore.cs
  *   initiator    Participants/TxCoord.Participants/Initiator/GlobalTransaction.cs
  *
@@ -41,8 +42,10 @@
  * Properties (pan -N name):
  *   consistent  never one participant committed while another aborted
  *   alone       a participant that voted Yes never decides alone: it commits only when the
- *               journal holds the commit decision, rolls back only after the coordinator said
- *               "aborted", and never while (or before) the journal holds a commit decision
+ *               journal holds the commit decision; it rolls back only after the coordinator
+ *               said "aborted" or a participant rolled back without ever voting Yes (what a
+ *               peer can tell it), and never while (or before) the journal holds a commit
+ *               decision
  *   truthful    the initiator is never told an outcome that a participant contradicts
  */
 
@@ -116,15 +119,18 @@ bit  toldC, toldA;    /* the initiator was told Committed / Aborted */
 #define ANYC (pst[0] == P_COMMITTED || pst[1] == P_COMMITTED)
 #define ANYA (pst[0] == P_ABORTED || pst[1] == P_ABORTED)
 #define ALONE (ALONE_AT(0) || ALONE_AT(1))
+#define NOYES (NOYES_AT(0) || NOYES_AT(1))
 #elif N == 3
 #define ANYC (pst[0] == P_COMMITTED || pst[1] == P_COMMITTED || pst[2] == P_COMMITTED)
 #define ANYA (pst[0] == P_ABORTED || pst[1] == P_ABORTED || pst[2] == P_ABORTED)
 #define ALONE (ALONE_AT(0) || ALONE_AT(1) || ALONE_AT(2))
+#define NOYES (NOYES_AT(0) || NOYES_AT(1) || NOYES_AT(2))
 #else
 #error "N must be 2 or 3"
 #endif
+#define NOYES_AT(k) (pst[k] == P_ABORTED && !votedYes[k])
 #define ALONE_AT(i) ((pst[i] == P_COMMITTED && !JCOMMIT) || \
-                     (votedYes[i] && pst[i] == P_ABORTED && (!abortSaid || JCOMMIT)))
+                     (votedYes[i] && pst[i] == P_ABORTED && (!(abortSaid || NOYES) || JCOMMIT)))
 
 ltl consistent { [] !(ANYC && ANYA) }
 ltl alone      { [] !ALONE }
@@ -151,7 +157,16 @@ inline abortBranch(i) {
     pst[i] = P_ABORTED
 }
 
+/* k := any participant but i */
+#define PICKPEER(k, i) \
+    if \
+    :: i != 0 -> k = 0 \
+    :: i != 1 -> k = 1 \
+    :: N > 2 && i != 2 -> k = 2 \
+    fi
+
 proctype Participant(byte i) {
+    byte k;
     do
     /* HandleWorkAsync/RunWorkAsync: work starts only on a branch whose status is Unknown. */
     :: atomic { HAS(nWork, i) && pst[i] == P_UNKNOWN -> pst[i] = P_WORKING; printf("P%d: work\n", i) }
@@ -186,6 +201,22 @@ proctype Participant(byte i) {
     :: atomic { pst[i] == P_PREPARED && !HAS(nAsk, i) -> ADD(nAsk, i); printf("P%d: asks the outcome\n", i) }
     :: atomic { HAS(nOutC, i) && pst[i] == P_PREPARED -> printf("P%d: told Committed\n", i); commitPrepared(i) }
     :: atomic { HAS(nOutA, i) && pst[i] != P_COMMITTED && pst[i] != P_ABORTED -> printf("P%d: told Aborted\n", i); abortBranch(i) }
+    /* CooperativeTerminationAsync: a prepared branch that cannot reach the coordinator asks a
+     * peer (GetBranchState, round 0; ReportStateAsync). A peer that never voted Yes (working, or
+     * unknown) is fenced: rolled back, Aborted. The asker finishes as a peer that committed or
+     * aborted says; a prepared peer knows nothing (blocked). The answer can be lost. */
+    :: atomic { pst[i] == P_PREPARED ->
+        PICKPEER(k, i);
+        if
+        :: pst[k] == P_WORKING || pst[k] == P_UNKNOWN -> pst[k] = P_ABORTED; printf("P%d: fenced by P%d's question\n", k, i)
+        :: else -> skip
+        fi;
+        if
+        :: pst[k] == P_COMMITTED -> printf("P%d: peer P%d committed\n", i, k); commitPrepared(i)
+        :: pst[k] == P_ABORTED -> printf("P%d: peer P%d aborted\n", i, k); abortBranch(i)
+        :: true -> skip                    /* a prepared peer knows nothing; or the answer is lost */
+        fi;
+        k = 0 }
 #ifdef BUG_UNILATERAL_ABORT
     :: atomic { pst[i] == P_PREPARED -> printf("P%d: BUG: gives up waiting\n", i); abortBranch(i) }
 #endif

@@ -92,6 +92,96 @@ public sealed class ModelCheckTests
         AssertCounterexample(result);
     }
 
+    // ---- 3PC with termination: crash-only failures (threepc.pml) ----------------------------------
+
+    /// <summary>
+    /// The coordinator crashes for good at any point; two participants crash too; the lowest live
+    /// participant leads each termination round; the prepare phase included; one message lost and
+    /// one delivered late per run.
+    /// </summary>
+    private static readonly string[] ThreePhaseCrashOnly = ["-DELECTION", "-DFULL_PREPARE", "-DMAXPCRASH=2"];
+
+    [Test]
+    public async Task ThreePhase_CoordinatorDownForGoodAndParticipantsCrash_NeverOneCommittedAndAnotherAborted()
+    {
+        var result = await SpinCheck.SafetyAsync("threepc.pml", "consistent", ThreePhaseCrashOnly);
+
+        Assert.That(result.Errors, Is.Zero, result.Output);
+    }
+
+    [Test]
+    public async Task ThreePhase_CoordinatorDownForGoodAndParticipantsCrash_CoordinatorNeverContradictsAParticipant()
+    {
+        var result = await SpinCheck.SafetyAsync("threepc.pml", "agree", ThreePhaseCrashOnly);
+
+        Assert.That(result.Errors, Is.Zero, result.Output);
+    }
+
+    [Test]
+    public async Task ThreePhase_CoordinatorDownForGoodOneParticipantDown_EveryLiveParticipantEventuallyDecides()
+    {
+        var result = await SpinCheck.LivenessAsync("threepc.pml", "live", "-DLIVENESS");
+
+        Assert.That(result.Errors, Is.Zero, result.Output);
+    }
+
+    [Test]
+    public async Task ThreePhase_CoordinatorAndTwoOfThreeParticipantsDown_CheckerFindsTheSurvivorBlocked()
+    {
+        // The price of the partition rule: without a majority up, termination cannot decide.
+        var result = await SpinCheck.LivenessAsync("threepc.pml", "live", "-DLIVENESS", "-DMAXPCRASH=2");
+
+        AssertCounterexample(result);
+    }
+
+    [Test]
+    public async Task ThreePhase_PreCommitTakenAfterJoiningARound_CheckerFindsOneCommittedAnotherAborted()
+    {
+        // Negative control: PreCommitSql without its last_elected = 0 guard.
+        var result = await SpinCheck.SafetyAsync("threepc.pml", "consistent", [.. ThreePhaseCrashOnly, "-DBUG_PRECOMMIT_AFTER_JOIN"]);
+
+        AssertCounterexample(result);
+    }
+
+    // ---- 3PC with termination: network partitions (threepc.pml -DPARTITIONS) ---------------------
+
+    [Test]
+    public async Task ThreePhase_NetworkSplitsWithoutTheMajorityRule_CheckerFindsTheSplitBrain()
+    {
+        var result = await SpinCheck.SafetyAsync(
+            "threepc.pml", "consistent", "-DPARTITIONS", "-DNO_QUORUM", "-DMAXLOSS=0", "-DMAXPCRASH=0");
+
+        AssertCounterexample(result);
+    }
+
+    [Test]
+    public async Task ThreePhase_NetworkSplitsWithTheMajorityRule_NeverOneCommittedAndAnotherAborted()
+    {
+        var result = await SpinCheck.SafetyAsync("threepc.pml", "consistent", "-DPARTITIONS", "-DMAXLOSS=0", "-DMAXPCRASH=0");
+
+        Assert.That(result.Errors, Is.Zero, result.Output);
+    }
+
+    [Test]
+    public async Task ThreePhase_NetworkSplitsAndHealsWithTheMajorityRule_NeverOneCommittedAndAnotherAborted()
+    {
+        var result = await SpinCheck.SafetyAsync(
+            "threepc.pml", "consistent", "-DPARTITIONS", "-DHEAL", "-DMAXLOSS=0", "-DMAXPCRASH=0");
+
+        Assert.That(result.Errors, Is.Zero, result.Output);
+    }
+
+    [Test]
+    public async Task ThreePhase_SplitHealsAndALeaderCommitsOnAnyPreCommitted_CheckerFindsOneCommittedAnotherAborted()
+    {
+        // A majority alone is not enough: issue 3's wording of the rule ("any PreCommitted ->
+        // commit") ignores last_attempt, and a healed partition then decides both ways.
+        var result = await SpinCheck.SafetyAsync(
+            "threepc.pml", "consistent", "-DPARTITIONS", "-DHEAL", "-DSIMPLE_RULE", "-DMAXLOSS=0", "-DMAXPCRASH=0");
+
+        AssertCounterexample(result);
+    }
+
     private static void AssertCounterexample(SpinResult result) =>
         Assert.Multiple(() =>
         {
