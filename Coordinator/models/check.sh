@@ -13,6 +13,8 @@
 #   --trail     on an error, print the counterexample (the model's printf lines, one
 #               per step) and the final values of the globals. Default: the printf lines.
 #   --quiet     no counterexample and no pan output, only the RESULT line
+#   --big       for state spaces beyond a few tens of millions: pan stores states compressed
+#               (-DCOLLAPSE, lossless, slower) and may use 12 GB instead of 4
 #
 # Prints pan's report, then (on an error) the counterexample, then one line:
 #   RESULT model=twopc.pml claim=consistent errors=0 states=290682 transitions=... depth=147 seconds=0.23 complete=yes
@@ -23,17 +25,18 @@
 # The checks TxCoord relies on, and what each must find, are the NUnit tests in
 # Tests/TxCoord.Tests.Unit/Models/ModelCheckTests.cs (run by ./run.sh test); this script is
 # what they call, and what a human runs to look at a counterexample:
-#   Coordinator/models/check.sh threepc.pml consistent -DPARTITIONS
+#   Coordinator/models/check.sh threepc.pml consistent -DPARTITIONS -DNO_QUORUM -DMAXLOSS=0 -DMAXPCRASH=0
 set -euo pipefail
 
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-LIVENESS=0 TRAIL=short QUIET=0
+LIVENESS=0 TRAIL=short QUIET=0 BIG=0
 while [[ $# -gt 0 && "$1" == --* ]]; do
     case "$1" in
         --liveness) LIVENESS=1 ;;
         --trail) TRAIL=full ;;
         --quiet) QUIET=1 ;;
+        --big) BIG=1 ;;
         --help) usage ;;
         *) echo "check.sh: unknown option $1" >&2; usage ;;
     esac
@@ -63,7 +66,7 @@ done
 # One build directory per (model text, defines, mode), shared by every check that needs the
 # same pan: spin -a and gcc run once, each claim is a separate pan run.
 CACHE="${TXCOORD_SPIN_CACHE:-${TMPDIR:-/tmp}/txcoord-spin-$(id -u)}"
-KEY="$( { cat "$MODEL_PATH"; printf '%s\n' "${DEFINES[@]+"${DEFINES[@]}"}" "liveness=$LIVENESS"; } | sha256sum | cut -c1-16)"
+KEY="$( { cat "$MODEL_PATH"; printf '%s\n' "${DEFINES[@]+"${DEFINES[@]}"}" "liveness=$LIVENESS" "big=$BIG"; } | sha256sum | cut -c1-16)"
 BUILD="$CACHE/${MODEL%.pml}-$KEY"
 if [[ ! -x "$BUILD/pan" ]]; then
     mkdir -p "$CACHE"
@@ -72,7 +75,8 @@ if [[ ! -x "$BUILD/pan" ]]; then
     (
         cd "$STAGE"
         spin -a "${DEFINES[@]+"${DEFINES[@]}"}" "$MODEL" >spin.log 2>&1 || { cat spin.log >&2; echo "check.sh: spin -a failed" >&2; exit 1; }
-        GCCFLAGS=(-O2 -w -DMEMLIM=4096 -DVECTORSZ=2048)
+        GCCFLAGS=(-O2 -w -DVECTORSZ=2048)
+        if (( BIG )); then GCCFLAGS+=(-DMEMLIM=12288 -DCOLLAPSE); else GCCFLAGS+=(-DMEMLIM=4096); fi
         (( LIVENESS )) && GCCFLAGS+=(-DNFAIR=4)
         gcc "${GCCFLAGS[@]}" -o pan pan.c 2>gcc.log || { cat gcc.log >&2; echo "check.sh: gcc failed" >&2; exit 1; }
     ) || { rm -rf "$STAGE"; exit 1; }
@@ -80,11 +84,16 @@ if [[ ! -x "$BUILD/pan" ]]; then
     mv -T "$STAGE" "$BUILD" 2>/dev/null || rm -rf "$STAGE"
 fi
 
+touch "$BUILD"
+# Builds of model texts nobody checked for a week go.
+find "$CACHE" -mindepth 1 -maxdepth 1 -mtime +7 -exec rm -rf {} + 2>/dev/null || true
+
 RUN="$(mktemp -d "$CACHE/run.XXXXXX")"
 trap 'rm -rf "$RUN"' EXIT
 cp -p "$BUILD/$MODEL" "$BUILD/pan" "$RUN/"
 cd "$RUN"
 PANFLAGS=(-n -m2000000 -N "$CLAIM")
+(( BIG )) && PANFLAGS+=(-w27)
 (( LIVENESS )) && PANFLAGS+=(-a -f)
 rc=0
 ./pan "${PANFLAGS[@]}" >pan.out 2>&1 || rc=$?

@@ -164,7 +164,7 @@ byte ldC[N], ldA[N];              /* late TerminationDecided from leader k (inde
 /* ---- failure budgets ----------------------------------------------------------------------------- */
 byte pcrash, lost, late;
 /* ---- partitions: index N is the coordinator ------------------------------------------------------ */
-bit  split, healed;
+bit  split;
 bit  side[N + 1];
 #define REACH(a, b) (!split || side[a] == side[b])
 #define RMASK(a) (REACH(a, 0) | (REACH(a, 1) << 1) | (REACH(a, 2) << 2))
@@ -609,7 +609,7 @@ active proctype Network() {
         printf("NET: split: participants on sides %d %d %d, coordinator on %d\n", side[0], side[1], side[2], side[3])
     }
 #ifdef HEAL
-    atomic { split = 0; healed = 1; printf("NET: healed\n") }
+    atomic { split = 0; printf("NET: healed\n") }
 #endif
 }
 #endif

@@ -247,8 +247,12 @@ internal sealed partial class CoordinatorRuntime
             if (known is null)
             {
                 ImmutableArray<ParticipantId> asker = message.Participant is { } p && BranchGid.IsValidName(p.Value) ? [p] : [];
-                await _journal.RecordAbortAsync(new AbortRecord(id, Id, CommitProtocol.TwoPhase, asker, PresumedAbortReason, Now), Now, cancellationToken);
-                Log.PresumedAbortRecorded(_logger, id);
+                known = await PresumeAbortAsync(id, asker, cancellationToken);
+                if (await TryResumePreCommitAsync(entry, known, cancellationToken))
+                {
+                    outcome = TransactionOutcome.Pending;
+                    return;
+                }
             }
 
             outcome = known is { IsCommit: true } ? TransactionOutcome.Committed : TransactionOutcome.Aborted;
@@ -256,6 +260,20 @@ internal sealed partial class CoordinatorRuntime
 
         Log.OutcomeAsked(_logger, id, message.Participant?.Value ?? "the initiator", outcome);
         return outcome;
+    }
+
+    /// <summary>
+    /// Presumed abort made durable before anyone is told: inserts the abort row unless a row
+    /// exists, then reads the row back and returns it. A commit decision that an earlier
+    /// incarnation sent just before it died can land between a first read and the insert; the
+    /// read-back sees it, so the caller answers Committed instead of a false Aborted (found by
+    /// the 2PC model in Coordinator/models).
+    /// </summary>
+    private async Task<JournalEntry?> PresumeAbortAsync(TransactionId id, ImmutableArray<ParticipantId> participants, CancellationToken cancellationToken)
+    {
+        await _journal.RecordAbortAsync(new AbortRecord(id, Id, CommitProtocol.TwoPhase, participants, PresumedAbortReason, Now), Now, cancellationToken);
+        Log.PresumedAbortRecorded(_logger, id);
+        return await _journal.FindAsync(id, cancellationToken);
     }
 
     /// <summary>
@@ -291,6 +309,18 @@ internal sealed partial class CoordinatorRuntime
             {
                 await ApplyAsync(entry, new VoteReceived(message.Participant, message.Vote, message.Reason), cancellationToken);
                 return;
+            }
+
+            if (known is null)
+            {
+                // Answer Abort only once the journal holds the abort: without the row, a duplicate
+                // CommitTransaction could begin the transaction again and commit it (found by spin).
+                known = await PresumeAbortAsync(id, [message.Participant], cancellationToken);
+                if (await TryResumePreCommitAsync(entry, known, cancellationToken))
+                {
+                    await ApplyAsync(entry, new VoteReceived(message.Participant, message.Vote, message.Reason), cancellationToken);
+                    return;
+                }
             }
 
             if (known is { IsCommit: true })
