@@ -79,6 +79,7 @@ if [[ ! -x "$BUILD/pan" ]]; then
         if (( BIG )); then GCCFLAGS+=(-DMEMLIM=12288 -DCOLLAPSE); else GCCFLAGS+=(-DMEMLIM=4096); fi
         (( LIVENESS )) && GCCFLAGS+=(-DNFAIR=4)
         gcc "${GCCFLAGS[@]}" -o pan pan.c 2>gcc.log || { cat gcc.log >&2; echo "check.sh: gcc failed" >&2; exit 1; }
+        rm -f pan.[bchmpt] _spin_nvr.tmp   # only the verifier and the model are needed from here
     ) || { rm -rf "$STAGE"; exit 1; }
     # Another check may have built the same pan meanwhile: keep whichever came first.
     mv -T "$STAGE" "$BUILD" 2>/dev/null || rm -rf "$STAGE"
@@ -100,9 +101,11 @@ rc=0
 (( QUIET )) || cat pan.out
 
 num() { sed -n "s/$1/\1/p" pan.out | head -n 1; }
+# pan prints large counts as 1.0423317e+08
+int() { if [[ -n "$1" ]]; then awk -v n="$1" 'BEGIN { printf "%.0f", n }'; fi; }
 errors="$(num '.*errors: \([0-9][0-9]*\).*')"
-states="$(num '^ *\([0-9][0-9]*\) states, stored.*')"
-transitions="$(num '^ *\([0-9][0-9]*\) transitions.*')"
+states="$(int "$(num '^ *\([0-9][0-9.e+]*\) states, stored.*')")"
+transitions="$(int "$(num '^ *\([0-9][0-9.e+]*\) transitions.*')")"
 depth="$(num '.*depth reached \([0-9][0-9]*\).*')"
 seconds="$(num '^pan: elapsed time \([0-9.e+-]*\) seconds.*')"
 complete=yes

@@ -20,8 +20,9 @@
  * duplication (broker redelivery), delay and reordering (64 concurrent consumers per endpoint)
  * at once; for safety it is the most permissive channel there is.
  *
- * Without any FIX_* define the model follows the code as it is; spin then finds a participant
- * committed and another aborted (README.md, findings 1 to 3).
+ * Without any FIX_* define the model follows the code as it was first modelled; spin then finds
+ * a participant committed and another aborted (README.md, findings 1 to 3). The code today
+ * (CoordinatorRuntime.PresumeAbortAsync) is -DFIX_VOTE_ROW -DFIX_OUTCOME_REREAD: finding 1 remains.
  *
  * Variants (spin -D...):
  *   -DN=3                      three participants (default 2)
