@@ -21,10 +21,15 @@
 # What one mode gets (each mode has its own ports and run dir, so modes can run at once):
 #
 #     mode   PostgreSQL  PG "noprep"  AMQP   Erlang dist  run dir
-#     test   55432       55433        55672  55682        /tmp/txcoord-test
-#     demo   56432       56433        56672  56682        /tmp/txcoord-demo
-#     bench  57432       57433        57672  57682        /tmp/txcoord-bench
-#     crash  54432       54433        54672  54682        /tmp/txcoord-crash  (started by the crash tests)
+#     test   20432       20433        20672  20682        /tmp/txcoord-test
+#     demo   21432       21433        21672  21682        /tmp/txcoord-demo
+#     bench  22432       22433        22672  22682        /tmp/txcoord-bench
+#     crash  23432       23433        23672  23682        /tmp/txcoord-crash  (started by the crash tests)
+#
+# All of these lie below 32768, outside Linux's default ephemeral range (32768-60999): a
+# listening port inside that range can be taken at any moment as the source port of some
+# outgoing connection (the tests open thousands), and then PostgreSQL or RabbitMQ fails to
+# bind it when it (re)starts. 25672 is avoided too: it is a stock RabbitMQ node's dist port.
 #
 # The run dir (override: TXCOORD_RUN_DIR) lives under /tmp because the repository may
 # be cloned into a 0700 home directory that the postgres/rabbitmq users cannot enter.
@@ -32,9 +37,9 @@
 #
 # After txc_services_start these are exported:
 #     TXCOORD_MODE, TXCOORD_RUN_DIR, TXCOORD_SERVICES_SCRIPT
-#     TXCOORD_PG              Host=127.0.0.1;Port=55432;Username=postgres   (no Database=)
-#     TXCOORD_PG_NOPREPARED   Host=127.0.0.1;Port=55433;Username=postgres   (max_prepared_transactions=0)
-#     TXCOORD_RABBITMQ        amqp://guest:guest@127.0.0.1:55672/
+#     TXCOORD_PG              Host=127.0.0.1;Port=20432;Username=postgres   (no Database=)
+#     TXCOORD_PG_NOPREPARED   Host=127.0.0.1;Port=20433;Username=postgres   (max_prepared_transactions=0)
+#     TXCOORD_RABBITMQ        amqp://guest:guest@127.0.0.1:20672/
 #     TXCOORD_RABBITMQ_NODE   txcoord-test@localhost
 #
 # Everything listens on 127.0.0.1 only. PostgreSQL uses `trust` auth: acceptable for a
@@ -109,16 +114,16 @@ _txc_tail_logs() {
 
 _txc_mode_ports() {
     case "$1" in
-        test)  echo "55432 55433 55672 55682" ;;
-        demo)  echo "56432 56433 56672 56682" ;;
-        bench) echo "57432 57433 57672 57682" ;;
+        test)  echo "20432 20433 20672 20682" ;;
+        demo)  echo "21432 21433 21672 21682" ;;
+        bench) echo "22432 22433 22672 22682" ;;
         # The crash tests' own set (Tests/TxCoord.Tests.Crash): they restart these servers.
-        crash) echo "54432 54433 54672 54682" ;;
+        crash) echo "23432 23433 23672 23682" ;;
         # Private sets for developers working side by side (scripts/services.sh start dev1).
-        dev1)  echo "58432 58433 58672 58682" ;;
-        dev2)  echo "59432 59433 59672 59682" ;;
-        dev3)  echo "60432 60433 60672 60682" ;;
-        dev4)  echo "61432 61433 61672 61682" ;;
+        dev1)  echo "26432 26433 26672 26682" ;;
+        dev2)  echo "27432 27433 27672 27682" ;;
+        dev3)  echo "28432 28433 28672 28682" ;;
+        dev4)  echo "29432 29433 29672 29682" ;;
         *)     return 1 ;;
     esac
 }
@@ -644,6 +649,16 @@ txc_services_start() {
             return 1
         fi
     done
+    # (A machine tuned to a wider ephemeral range would bring the bind race back: say so.)
+    local eph_lo eph_hi
+    if read -r eph_lo eph_hi < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null; then
+        for port in "$TXC_PG_PORT" "$TXC_PG_NOPREP_PORT" "$TXC_AMQP_PORT" "$TXC_DIST_PORT"; do
+            if (( port >= eph_lo && port <= eph_hi )); then
+                _txc_log "WARNING: port $port is inside this machine's ephemeral range ($eph_lo-$eph_hi);" \
+                         "a restart may find it taken by an outgoing connection"
+            fi
+        done
+    fi
 
     mkdir -p "$TXC_RUN_DIR/logs" && chmod 755 "$TXC_RUN_DIR" && touch "$TXC_RUN_DIR/.txcoord-run-dir" \
         || { _txc_err "cannot create run dir $TXC_RUN_DIR"; return 1; }

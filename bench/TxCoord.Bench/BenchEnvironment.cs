@@ -15,7 +15,7 @@ internal sealed record BenchEnvironment(string PostgreSql, Uri RabbitMq, string 
     /// <summary>Reads the environment; throws <see cref="BenchArgumentException"/> saying what to set.</summary>
     public static BenchEnvironment Read()
     {
-        var pg = Require("TXCOORD_PG", "Host=127.0.0.1;Port=57432;Username=postgres");
+        var pg = Require("TXCOORD_PG", "Host=127.0.0.1;Port=22432;Username=postgres");
         try
         {
             _ = new NpgsqlConnectionStringBuilder(pg);
@@ -25,10 +25,10 @@ internal sealed record BenchEnvironment(string PostgreSql, Uri RabbitMq, string 
             throw new BenchArgumentException($"TXCOORD_PG is not a valid Npgsql connection string ({e.Message})");
         }
 
-        var rabbitText = Require("TXCOORD_RABBITMQ", "amqp://guest:guest@127.0.0.1:57672/");
+        var rabbitText = Require("TXCOORD_RABBITMQ", "amqp://guest:guest@127.0.0.1:22672/");
         if (!Uri.TryCreate(rabbitText, UriKind.Absolute, out var rabbit) || rabbit.Scheme is not ("amqp" or "amqps"))
         {
-            throw new BenchArgumentException($"TXCOORD_RABBITMQ '{rabbitText}' is not an AMQP URI such as amqp://guest:guest@127.0.0.1:57672/");
+            throw new BenchArgumentException($"TXCOORD_RABBITMQ '{rabbitText}' is not an AMQP URI such as amqp://guest:guest@127.0.0.1:22672/");
         }
 
         var runDirectory = Require("TXCOORD_RUN_DIR", "/tmp/txcoord-bench");

@@ -25,7 +25,7 @@ internal static class SampleSettings
         {
             throw new SettingsException(
                 $"{key} is missing: set it (environment variable {EnvironmentName(key)}) to the Npgsql connection string of {what}, " +
-                "e.g. Host=127.0.0.1;Port=55432;Username=postgres;Database=bank_a");
+                "e.g. Host=127.0.0.1;Port=20432;Username=postgres;Database=bank_a");
         }
 
         try
@@ -40,7 +40,7 @@ internal static class SampleSettings
         return value;
     }
 
-    /// <summary>An AMQP URI with the credentials in it, e.g. amqp://guest:guest@127.0.0.1:55672/ (MassTransit reads them from the URI).</summary>
+    /// <summary>An AMQP URI with the credentials in it, e.g. amqp://guest:guest@127.0.0.1:20672/ (MassTransit reads them from the URI).</summary>
     public static Uri RabbitMq(IConfiguration configuration)
     {
         const string key = "ConnectionStrings:RabbitMq";
@@ -48,7 +48,7 @@ internal static class SampleSettings
         if (string.IsNullOrWhiteSpace(value))
         {
             throw new SettingsException(
-                $"{key} is missing: set it (environment variable {EnvironmentName(key)}) to the broker's AMQP URI, e.g. amqp://guest:guest@127.0.0.1:55672/");
+                $"{key} is missing: set it (environment variable {EnvironmentName(key)}) to the broker's AMQP URI, e.g. amqp://guest:guest@127.0.0.1:20672/");
         }
 
         if (!Uri.TryCreate(value, UriKind.Absolute, out var uri)
