@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using TxCoord.Contracts;
 using TxCoord.Coordinator.Engine;
+using TxCoord.Coordinator.Journal;
 
 namespace TxCoord.Coordinator;
 
@@ -73,6 +74,12 @@ internal static partial class Log
 
     [LoggerMessage(1104, LogLevel.Error, "Transaction {TransactionId}: handling a timer tick failed")]
     public static partial void TickFailed(ILogger logger, Exception exception, TransactionId transactionId);
+
+    [LoggerMessage(1105, LogLevel.Warning, "Transaction {TransactionId}: writing the abort row failed (attempt {Attempt}): {Error}; nobody is told 'aborted' until it is written, so it will be retried")]
+    public static partial void AbortWriteFailed(ILogger logger, Exception? exception, TransactionId transactionId, int attempt, string error);
+
+    [LoggerMessage(1106, LogLevel.Warning, "Transaction {TransactionId}: not aborted: the journal already holds it as {JournalState}, written by an earlier run of this coordinator; finishing that instead")]
+    public static partial void AbortFoundDecision(ILogger logger, TransactionId transactionId, JournalState journalState);
 
     [LoggerMessage(1150, LogLevel.Information, "Coordinator {CoordinatorId}: journal schema ready; listening on queue {Queue}")]
     public static partial void Started(ILogger logger, string coordinatorId, string queue);

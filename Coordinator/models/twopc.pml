@@ -21,8 +21,9 @@
  * at once; for safety it is the most permissive channel there is.
  *
  * Without any FIX_* define the model follows the code as it was first modelled; spin then finds
- * a participant committed and another aborted (README.md, findings 1 to 3). The code today
- * (CoordinatorRuntime.PresumeAbortAsync) is -DFIX_VOTE_ROW -DFIX_OUTCOME_REREAD: finding 1 remains.
+ * a participant committed and another aborted (README.md, findings 1 to 3). The code today is
+ * -DFIX_TOMBSTONE: all three fixed (CoordinatorRuntime.PresumeAbortAsync for 2 and 3; the
+ * Aborting phase of TransactionEngine for 1).
  *
  * Variants (spin -D...):
  *   -DN=3                      three participants (default 2)
@@ -231,10 +232,14 @@ proctype Participant(byte i) {
  * coordinator
  * ------------------------------------------------------------------------------------- */
 
-/* Abort (TransactionEngine.Abort and AbortUnknown): SendAbort to every participant,
- * ReplyToInitiator(Aborted), RecordAbort unforced, in that order (CoordinatorRuntime.RunAsync
- * awaits each), so the process can die between any two. A failed RecordAbort is only logged
- * (UnforcedAsync). The transaction then leaves memory. */
+/* Abort (TransactionEngine.Abort and AbortUnknown). As first coded (no FIX_ABORT_ROW_FIRST):
+ * SendAbort to every participant, ReplyToInitiator(Aborted), RecordAbort unforced, in that order,
+ * so the process can die between any two, and a failed RecordAbort was only logged.
+ * The code today (FIX_ABORT_ROW_FIRST): Abort enters the Aborting phase whose only effect is
+ * RecordAbort; CoordinatorRuntime.RecordAbortAsync answers AbortRecorded (then SendAbort...,
+ * ReplyToInitiator), AbortWriteFailed (retried on the tick, nothing told meanwhile) or
+ * JournalHoldsDecision (a commit row found: Recover, finish the commit). The transaction then
+ * leaves memory. */
 inline abortAll() {
 #ifdef FIX_ABORT_ROW_FIRST
     /* the abort row first; if a commit decision is there instead (an earlier incarnation's

@@ -101,6 +101,7 @@ internal sealed class ThreePhaseCommitEngine(EngineSettings settings) : ICommitP
         TransactionPhase.PreCommitting => ApplyPreCommitting(state, @event, now),
         TransactionPhase.Deciding or TransactionPhase.Committing or TransactionPhase.Committed => ApplyCommitDecided(state, @event, now),
         TransactionPhase.Aborted => ApplyAborted(state, @event, now),
+        TransactionPhase.Aborting => throw new InvalidOperationException($"Transaction {state.TransactionId}: aborting is handled by TransactionEngine."),
         _ => throw new InvalidOperationException($"Transaction {state.TransactionId}: unknown phase {state.Phase}."),
     };
 

@@ -21,11 +21,14 @@ internal sealed record SendCommit(ParticipantId Participant) : TransactionEffect
 /// <summary>Send <c>AbortBranch</c> to the participant.</summary>
 internal sealed record SendAbort(ParticipantId Participant, string Reason) : TransactionEffect;
 
-/// <summary>Record the abort in the journal, unforced: losing it changes nothing (presumed abort).</summary>
+/// <summary>
+/// Write the abort row to the journal, unforced (no WAL flush awaited: the row survives this
+/// process dying, only a PostgreSQL crash within its WAL writer delay can lose it). The driver
+/// answers with <see cref="AbortRecorded"/>, <see cref="AbortWriteFailed"/> or
+/// <see cref="JournalHoldsDecision"/>. Nobody is told "aborted" before the row exists.
+/// </summary>
 /// <param name="AfterPreCommit">
-/// 3PC: the PreCommit record may be in the journal and the abort must replace it. Losing this
-/// write leaves the PreCommit row: recovery re-sends PreCommit and the participants, which have
-/// aborted, answer BranchAborted, which is adopted again.
+/// 3PC: the PreCommit record may be in the journal and the abort must replace it.
 /// </param>
 internal sealed record RecordAbort(string Reason, bool AfterPreCommit = false) : TransactionEffect;
 

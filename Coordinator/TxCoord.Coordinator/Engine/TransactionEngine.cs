@@ -12,15 +12,20 @@ internal sealed class TransactionEngine
     /// <summary>The reason given with Committed to a rollback that came after the commit decision.</summary>
     public const string RollbackTooLate = "rollback refused: the transaction had already decided commit";
 
+    /// <summary>The reason given with Committed when an abort found a commit decision in the journal instead.</summary>
+    public const string CommitFoundInJournal = "the journal holds a commit decision for this transaction";
+
+    private readonly EngineSettings _settings;
     private readonly ImmutableDictionary<CommitProtocol, ICommitProtocolEngine> _protocols;
 
     public TransactionEngine(EngineSettings settings)
-        : this(new TwoPhaseCommitEngine(settings), new ThreePhaseCommitEngine(settings))
+        : this(settings, new TwoPhaseCommitEngine(settings), new ThreePhaseCommitEngine(settings))
     {
     }
 
-    public TransactionEngine(params ICommitProtocolEngine[] protocols)
+    public TransactionEngine(EngineSettings settings, params ICommitProtocolEngine[] protocols)
     {
+        _settings = settings;
         _protocols = protocols.ToImmutableDictionary(p => p.Protocol);
     }
 
@@ -63,7 +68,9 @@ internal sealed class TransactionEngine
                 $"Transaction {transactionId}: the journal says it is committing under protocol {recovered.Protocol}, which this coordinator does not run.");
 
     public Transition Apply(TransactionState state, TransactionEvent @event, DateTimeOffset now) =>
-        _protocols[state.Protocol].Apply(state, @event, now);
+        state.Phase == TransactionPhase.Aborting
+            ? ApplyAborting(state, @event, now)
+            : _protocols[state.Protocol].Apply(state, @event, now);
 
     /// <summary>
     /// Aborts a transaction the coordinator has no state for (a rollback of an unknown
@@ -94,25 +101,82 @@ internal sealed class TransactionEngine
         string.IsNullOrWhiteSpace(reason) ? "rollback requested by the initiator" : $"rollback requested: {reason}";
 
     /// <summary>
-    /// The abort every protocol shares: tell every participant, answer the initiator, record it
-    /// unforced. No acknowledgements are awaited: a participant that misses the abort asks later
-    /// and is answered Aborted by presumption.
+    /// The abort every protocol shares. First the abort row (unforced); only once the journal
+    /// holds it is every participant told to abort and the initiator answered Aborted. No
+    /// acknowledgements are awaited: a participant that misses the abort asks later and is
+    /// answered Aborted from the row (or by presumption).
+    /// <para>
+    /// The order matters: with the participants told (or the initiator answered) before the row
+    /// exists, a coordinator that dies or fails the write leaves no trace of the abort, a duplicate
+    /// commit request begins the transaction again, and a late AbortBranch of the first attempt
+    /// rolls back a branch that voted Yes in the second, which commits (finding 1 of the 2PC model
+    /// in Coordinator/models).
+    /// </para>
     /// </summary>
     /// <param name="afterPreCommit">3PC: a PreCommit record may be in the journal; the abort record replaces it.</param>
     internal static Transition Abort(TransactionState state, string reason, DateTimeOffset now, bool afterPreCommit = false)
     {
-        var effects = ImmutableArray.CreateBuilder<TransactionEffect>(state.Participants.Length + 2);
+        var aborting = state with
+        {
+            Phase = TransactionPhase.Aborting,
+            Reason = reason,
+            AbortReplacesPreCommit = afterPreCommit,
+            AbortWriteAttempts = 1,
+            RetryInterval = TimeSpan.Zero,
+            RetryAt = null,
+        };
+        return new Transition(aborting, [new RecordAbort(reason, afterPreCommit)]);
+    }
+
+    /// <summary>
+    /// Waiting for the abort row: requests and votes wait too (answered once it exists); a failed
+    /// write is retried with back-off; a commit decision (or 3PC PreCommit) found in the journal
+    /// instead, written by an earlier incarnation of this coordinator, is finished, not aborted.
+    /// </summary>
+    private Transition ApplyAborting(TransactionState state, TransactionEvent @event, DateTimeOffset now)
+    {
+        switch (@event)
+        {
+            case AbortRecorded:
+                return Aborted(state, now);
+
+            case AbortWriteFailed when state.RetryAt is null:
+                var interval = state.RetryInterval == TimeSpan.Zero
+                    ? _settings.RedriveInitialInterval
+                    : _settings.NextInterval(state.RetryInterval);
+                return Transition.Unchanged(state with { RetryAt = now + interval, RetryInterval = interval });
+
+            case Tick when state.RetryAt is { } retryAt && now >= retryAt:
+                return new Transition(
+                    state with { RetryAt = null, AbortWriteAttempts = state.AbortWriteAttempts + 1 },
+                    [new RecordAbort(state.Reason ?? "aborted", state.AbortReplacesPreCommit)]);
+
+            case JournalHoldsDecision found:
+                var resumed = Recover(state.TransactionId, found.Row, now);
+                return resumed.State.Phase is TransactionPhase.Committing or TransactionPhase.Committed
+                    ? new Transition(resumed.State, [.. resumed.Effects, new ReplyToInitiator(TransactionOutcome.Committed, CommitFoundInJournal)])
+                    : resumed;
+
+            default:
+                // Commit and rollback requests are answered, Yes voters told to abort, once the row exists.
+                return Transition.Unchanged(state);
+        }
+    }
+
+    /// <summary>The abort row exists: tell every participant, answer the initiator.</summary>
+    private static Transition Aborted(TransactionState state, DateTimeOffset now)
+    {
+        var reason = state.Reason ?? "aborted";
+        var effects = ImmutableArray.CreateBuilder<TransactionEffect>(state.Participants.Length + 1);
         foreach (var participant in state.Participants)
         {
             effects.Add(new SendAbort(participant, reason));
         }
 
         effects.Add(new ReplyToInitiator(TransactionOutcome.Aborted, reason));
-        effects.Add(new RecordAbort(reason, afterPreCommit));
         var aborted = state with
         {
             Phase = TransactionPhase.Aborted,
-            Reason = reason,
             EndedAt = now,
             RetryAt = null,
         };

@@ -31,6 +31,19 @@ internal sealed record DecisionDurable : TransactionEvent;
 /// </summary>
 internal sealed record DecisionWriteFailed(string Error) : TransactionEvent;
 
+/// <summary>The journal holds the abort row (this write put it there, or an earlier one did).</summary>
+internal sealed record AbortRecorded : TransactionEvent;
+
+/// <summary>The abort row write failed or its outcome is unknown: it is retried, and nothing is told meanwhile.</summary>
+internal sealed record AbortWriteFailed(string Error) : TransactionEvent;
+
+/// <summary>
+/// The abort row could not be written because the journal already holds a commit decision (or a
+/// 3PC PreCommit) for the transaction, written by an earlier incarnation of this coordinator: the
+/// transaction resumes from that row instead of aborting.
+/// </summary>
+internal sealed record JournalHoldsDecision(Recovered Row) : TransactionEvent;
+
 /// <summary>Time passed: deadlines and re-drives are checked against the <c>now</c> given with it.</summary>
 internal sealed record Tick : TransactionEvent;
 

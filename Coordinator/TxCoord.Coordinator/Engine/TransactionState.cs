@@ -42,8 +42,8 @@ internal sealed record TransactionState
 
     /// <summary>
     /// The current back-off: between attempts of a failed decision write while
-    /// <see cref="TransactionPhase.Deciding"/>, between re-drives of phase 2 while
-    /// <see cref="TransactionPhase.Committing"/>.
+    /// <see cref="TransactionPhase.Deciding"/> (or abort write while <see cref="TransactionPhase.Aborting"/>),
+    /// between re-drives of phase 2 while <see cref="TransactionPhase.Committing"/>.
     /// </summary>
     public TimeSpan RetryInterval { get; init; }
 
@@ -71,6 +71,12 @@ internal sealed record TransactionState
     /// </summary>
     public int? TerminationRound { get; init; }
 
+    /// <summary>While <see cref="TransactionPhase.Aborting"/>: the abort must replace a 3PC PreCommit row.</summary>
+    public bool AbortReplacesPreCommit { get; init; }
+
+    /// <summary>How many times the abort row was handed to the journal.</summary>
+    public int AbortWriteAttempts { get; init; }
+
     /// <summary>3PC: how many PreCommit acknowledgements commit needs: a majority of all participants.</summary>
     public int PreCommitQuorum => Participants.Length / 2 + 1;
 
@@ -92,7 +98,8 @@ internal sealed record TransactionState
     public DateTimeOffset? NextDeadline => Phase switch
     {
         TransactionPhase.Preparing => VoteDeadline < TransactionDeadline ? VoteDeadline : TransactionDeadline,
-        TransactionPhase.Deciding or TransactionPhase.Committing or TransactionPhase.ForcingPreCommit or TransactionPhase.PreCommitting => RetryAt,
+        TransactionPhase.Deciding or TransactionPhase.Committing or TransactionPhase.ForcingPreCommit or TransactionPhase.PreCommitting
+            or TransactionPhase.Aborting => RetryAt,
         _ => null,
     };
 }

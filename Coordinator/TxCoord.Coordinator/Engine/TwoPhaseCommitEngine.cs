@@ -74,6 +74,7 @@ internal sealed class TwoPhaseCommitEngine(EngineSettings settings) : ICommitPro
         TransactionPhase.Committing => ApplyCommitting(state, @event, now),
         TransactionPhase.Committed => ApplyCommitted(state, @event),
         TransactionPhase.Aborted => ApplyAborted(state, @event),
+        TransactionPhase.Aborting => throw new InvalidOperationException($"Transaction {state.TransactionId}: aborting is handled by TransactionEngine."),
         _ => throw new InvalidOperationException($"Transaction {state.TransactionId}: unknown phase {state.Phase}."),
     };
 

@@ -51,9 +51,14 @@ internal interface ITransactionJournal
     /// Records an abort, unforced (insert-if-absent of an 'aborted' row; with
     /// <see cref="AbortRecord.AfterPreCommit"/> it also replaces a 3PC 'precommitting' row, never a commit). Also the tombstone that
     /// keeps a presumed abort, once reported, from turning into a commit later.
-    /// <para>Failure, or a crash before the server flushed it: no row, which means aborted all the same.</para>
+    /// <para>Returns true when this write put the abort in the row (inserted it, or replaced a
+    /// PreCommit); false when a row already existed in another state (an abort written earlier, a
+    /// commit decision, a PreCommit without <see cref="AbortRecord.AfterPreCommit"/>): read it to learn which.</para>
+    /// <para>Failure: the row may or may not exist; the coordinator tells nobody "aborted" until a
+    /// write succeeded. The row is not flushed before this returns: a crash of this process cannot
+    /// lose it, a crash of PostgreSQL within its WAL writer delay can.</para>
     /// </summary>
-    Task RecordAbortAsync(AbortRecord record, DateTimeOffset now, CancellationToken cancellationToken);
+    Task<bool> RecordAbortAsync(AbortRecord record, DateTimeOffset now, CancellationToken cancellationToken);
 
     /// <summary>
     /// Records that every participant committed, unforced: moves a 'committing' row to

@@ -237,8 +237,13 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
                 }),
             cancellationToken);
 
-    public Task RecordAbortAsync(AbortRecord record, DateTimeOffset now, CancellationToken cancellationToken) =>
-        ExecuteUnforcedAsync(
+    public async Task<bool> RecordAbortAsync(AbortRecord record, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        // The statement's row count is the number of 'aborted' events it inserted: 1 when this
+        // write put the abort in the row. (A batch that failed is re-run write by write: the
+        // last run's count is the one that committed.)
+        var wrote = false;
+        await _writes.WriteAsync(new JournalWrite(
             record.AfterPreCommit ? AbortAfterPreCommitSql : InsertAbortSql,
             new
             {
@@ -250,8 +255,15 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
                 CreatedAt = Utc(record.CreatedAt),
                 At = Utc(now),
             },
-            cancellationToken,
-            DbFaultPoints.JournalAbort);
+            Forced: false,
+            DbFaultPoints.JournalAbort,
+            (_, _, rows) =>
+            {
+                wrote = rows > 0;
+                return Task.CompletedTask;
+            }), cancellationToken);
+        return wrote;
+    }
 
     public Task RecordEndAsync(CommitDecision decision, DateTimeOffset now, CancellationToken cancellationToken) =>
         ExecuteUnforcedAsync(

@@ -230,7 +230,7 @@ internal sealed partial class CoordinatorRuntime
                 outcome = state.Phase switch
                 {
                     TransactionPhase.Preparing or TransactionPhase.Deciding or TransactionPhase.ForcingPreCommit or TransactionPhase.PreCommitting
-                        => TransactionOutcome.Pending,
+                        or TransactionPhase.Aborting => TransactionOutcome.Pending,
                     TransactionPhase.Committing or TransactionPhase.Committed => TransactionOutcome.Committed,
                     _ => TransactionOutcome.Aborted,
                 };
@@ -634,9 +634,7 @@ internal sealed partial class CoordinatorRuntime
                 }
 
             case RecordAbort abort:
-                await UnforcedAsync(id, "the abort", ct => _journal.RecordAbortAsync(
-                    new AbortRecord(id, Id, state.Protocol, state.Participants, abort.Reason, state.CreatedAt, abort.AfterPreCommit), Now, ct), cancellationToken);
-                return null;
+                return await RecordAbortAsync(state, abort, cancellationToken);
 
             case RecordEnd:
                 CrashPoint.Hit(CrashPoints.CoordinatorBeforeEnd);
@@ -653,6 +651,48 @@ internal sealed partial class CoordinatorRuntime
 
             default:
                 throw new InvalidOperationException($"Transaction {id}: unknown effect {effect}.");
+        }
+    }
+
+    /// <summary>
+    /// Writes the abort row and says what the journal holds afterwards: the abort (go on, tell
+    /// everyone), a commit decision or PreCommit of an earlier incarnation (finish that instead),
+    /// or nothing known (retry; nobody is told anything meanwhile).
+    /// </summary>
+    private async Task<TransactionEvent> RecordAbortAsync(TransactionState state, RecordAbort abort, CancellationToken cancellationToken)
+    {
+        var id = state.TransactionId;
+        try
+        {
+            if (await _journal.RecordAbortAsync(
+                    new AbortRecord(id, Id, state.Protocol, state.Participants, abort.Reason, state.CreatedAt, abort.AfterPreCommit), Now, cancellationToken))
+            {
+                return new AbortRecorded();
+            }
+
+            // A row was there already: an abort (a repeated abort of a finished transaction), or
+            // a decision an earlier incarnation of this coordinator wrote.
+            var row = await _journal.FindAsync(id, cancellationToken);
+            switch (row)
+            {
+                case { State: JournalState.Aborted }:
+                    return new AbortRecorded();
+                case not null when row.CoordinatorId != Id:
+                    Log.AbortWriteFailed(_logger, null, id, state.AbortWriteAttempts, $"the journal holds this transaction id for coordinator {row.CoordinatorId}");
+                    return new AbortWriteFailed($"row of coordinator {row.CoordinatorId}");
+                case { IsCommit: true } or { State: JournalState.PreCommitting }:
+                    Log.AbortFoundDecision(_logger, id, row.State);
+                    return new JournalHoldsDecision(RecoveredFrom(row));
+                default:
+                    Log.AbortWriteFailed(_logger, null, id, state.AbortWriteAttempts, "no row found after the write");
+                    return new AbortWriteFailed("no row found after the write");
+            }
+        }
+        catch (Exception ex)
+        {
+            // Including a cancellation: whether the row exists is unknown, so nobody is told.
+            Log.AbortWriteFailed(_logger, ex, id, state.AbortWriteAttempts, ex.Message);
+            return new AbortWriteFailed(ex.Message);
         }
     }
 

@@ -50,7 +50,18 @@ internal static class EngineKit
 
     public static TransactionState Committed() => Committing().Apply(new CommitAcknowledged(A)).Apply(new CommitAcknowledged(B)).State;
 
-    public static TransactionState Aborted() => Begin(A, B).Apply(No(B, "constraint violated")).State;
+    public static TransactionState Aborted() => Begin(A, B).Apply(No(B, "constraint violated")).ThenAbortRecorded().State;
+
+    /// <summary>
+    /// An abort's two steps: checks that <paramref name="aborting"/> only writes the abort row
+    /// (nothing sent, nobody answered), then returns what follows once the journal holds it.
+    /// </summary>
+    public static Transition ThenAbortRecorded(this Transition aborting, DateTimeOffset? now = null)
+    {
+        Assert.That(aborting.State.Phase, Is.EqualTo(TransactionPhase.Aborting), "an abort first writes its row");
+        Assert.That(aborting.Effects, Has.Length.EqualTo(1).And.All.InstanceOf<RecordAbort>(), "nothing is sent and nobody answered before the abort row exists");
+        return aborting.Apply(new AbortRecorded(), now);
+    }
 
     public static ImmutableArray<ParticipantId> List(params ParticipantId[] participants) => [.. participants];
 }

@@ -64,22 +64,30 @@ public sealed class EnginePreparingTests
     }
 
     [Test]
-    public void NoVote_AbortsEveryParticipantRepliesAbortedAndRecordsTheAbortUnforced()
+    public void NoVote_WritesTheAbortRowUnforcedFirst_ThenTellsEveryParticipantAndRepliesAborted()
     {
-        var transition = Begin(A, B).Apply(No(B, "constraint violated"), T0.AddSeconds(2));
+        var aborting = Begin(A, B).Apply(No(B, "constraint violated"), T0.AddSeconds(2));
+        var aborted = aborting.ThenAbortRecorded(T0.AddSeconds(3));
         const string reason = "participant bank-b voted No: constraint violated";
 
         Assert.Multiple(() =>
         {
-            Assert.That(transition.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
-            Assert.That(transition.State.Reason, Is.EqualTo(reason));
-            Assert.That(transition.State.EndedAt, Is.EqualTo(T0.AddSeconds(2)));
-            Assert.That(transition.Effects, Is.EqualTo(new TransactionEffect[]
+            Assert.That(aborting.State.Phase, Is.EqualTo(TransactionPhase.Aborting));
+            Assert.That(aborting.State.Reason, Is.EqualTo(reason));
+            Assert.That(aborting.State.EndedAt, Is.Null, "not ended before the abort row exists");
+            Assert.That(aborting.State.AbortWriteAttempts, Is.EqualTo(1));
+            Assert.That(aborting.Effects, Is.EqualTo(new TransactionEffect[] { new RecordAbort(reason, AfterPreCommit: false) }));
+
+            Assert.That(aborted.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
+            Assert.That(aborted.State.IsTerminal, Is.True);
+            Assert.That(aborted.State.NextDeadline, Is.Null);
+            Assert.That(aborted.State.Reason, Is.EqualTo(reason));
+            Assert.That(aborted.State.EndedAt, Is.EqualTo(T0.AddSeconds(3)), "ended when the abort row was recorded");
+            Assert.That(aborted.Effects, Is.EqualTo(new TransactionEffect[]
             {
                 new SendAbort(A, reason),
                 new SendAbort(B, reason),
                 new ReplyToInitiator(TransactionOutcome.Aborted, reason),
-                new RecordAbort(reason),
             }));
         });
     }
@@ -95,7 +103,7 @@ public sealed class EnginePreparingTests
     [Test]
     public void NoVoteAfterAYes_AbortsAndTellsTheYesVoterToo()
     {
-        var transition = Begin(A, B).Apply(Yes(A)).Apply(No(B));
+        var transition = Begin(A, B).Apply(Yes(A)).Apply(No(B)).ThenAbortRecorded();
 
         Assert.Multiple(() =>
         {
@@ -164,22 +172,25 @@ public sealed class EnginePreparingTests
     [Test]
     public void TickAtTheVoteDeadline_AbortsWithVoteTimeoutNamingTheSilentParticipants()
     {
-        var transition = Begin(A, B, C).Apply(Yes(A)).Apply(new Tick(), T0 + Settings.VoteTimeout);
+        const string reason = "vote timeout; no vote from bank-b, audit-c";
+        var aborting = Begin(A, B, C).Apply(Yes(A)).Apply(new Tick(), T0 + Settings.VoteTimeout);
+        var aborted = aborting.ThenAbortRecorded(T0 + Settings.VoteTimeout);
 
         Assert.Multiple(() =>
         {
-            Assert.That(transition.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
-            Assert.That(transition.State.Reason, Is.EqualTo("vote timeout; no vote from bank-b, audit-c"));
-            Assert.That(transition.Effects.OfType<SendAbort>().Select(e => e.Participant), Is.EqualTo(new[] { A, B, C }));
-            Assert.That(transition.Effects.OfType<ReplyToInitiator>().Single(), Is.EqualTo(new ReplyToInitiator(TransactionOutcome.Aborted, transition.State.Reason)));
-            Assert.That(transition.Effects.OfType<RecordAbort>(), Has.Exactly(1).Items);
+            Assert.That(aborting.State.Reason, Is.EqualTo(reason));
+            Assert.That(aborting.Effects, Is.EqualTo(new TransactionEffect[] { new RecordAbort(reason) }));
+            Assert.That(aborted.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
+            Assert.That(aborted.Effects.OfType<SendAbort>().Select(e => e.Participant), Is.EqualTo(new[] { A, B, C }));
+            Assert.That(aborted.Effects.OfType<ReplyToInitiator>().Single(), Is.EqualTo(new ReplyToInitiator(TransactionOutcome.Aborted, reason)));
+            Assert.That(aborted.Effects.OfType<RecordAbort>(), Is.Empty, "the row was written before");
         });
     }
 
     [Test]
     public void TickAtTheTransactionDeadlineBeforeTheVoteDeadline_AbortsWithTheDeadlineReason()
     {
-        var transition = Begin(T0.AddSeconds(3), A, B).Apply(new Tick(), T0.AddSeconds(3));
+        var transition = Begin(T0.AddSeconds(3), A, B).Apply(new Tick(), T0.AddSeconds(3)).ThenAbortRecorded(T0.AddSeconds(3));
 
         Assert.Multiple(() =>
         {
@@ -191,17 +202,19 @@ public sealed class EnginePreparingTests
     [Test]
     public void RollbackRequested_AbortsWithTheInitiatorsReason()
     {
-        var transition = Begin(A, B).Apply(Yes(A)).Apply(new RollbackRequested("user cancelled"));
+        const string reason = "rollback requested: user cancelled";
+        var aborting = Begin(A, B).Apply(Yes(A)).Apply(new RollbackRequested("user cancelled"));
+        var aborted = aborting.ThenAbortRecorded();
 
         Assert.Multiple(() =>
         {
-            Assert.That(transition.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
-            Assert.That(transition.Effects, Is.EqualTo(new TransactionEffect[]
+            Assert.That(aborting.Effects, Is.EqualTo(new TransactionEffect[] { new RecordAbort(reason) }));
+            Assert.That(aborted.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
+            Assert.That(aborted.Effects, Is.EqualTo(new TransactionEffect[]
             {
-                new SendAbort(A, "rollback requested: user cancelled"),
-                new SendAbort(B, "rollback requested: user cancelled"),
-                new ReplyToInitiator(TransactionOutcome.Aborted, "rollback requested: user cancelled"),
-                new RecordAbort("rollback requested: user cancelled"),
+                new SendAbort(A, reason),
+                new SendAbort(B, reason),
+                new ReplyToInitiator(TransactionOutcome.Aborted, reason),
             }));
         });
     }
@@ -248,5 +261,7 @@ public sealed class EnginePreparingTests
         new TestCaseData(new AbortAcknowledged(A)).SetArgDisplayNames("AbortAcknowledged"),
         new TestCaseData(new DecisionDurable()).SetArgDisplayNames("DecisionDurable"),
         new TestCaseData(new DecisionWriteFailed("boom")).SetArgDisplayNames("DecisionWriteFailed"),
+        new TestCaseData(new AbortRecorded()).SetArgDisplayNames("AbortRecorded"),
+        new TestCaseData(new AbortWriteFailed("boom")).SetArgDisplayNames("AbortWriteFailed"),
     ];
 }

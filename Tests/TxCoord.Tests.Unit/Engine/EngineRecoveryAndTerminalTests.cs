@@ -159,5 +159,7 @@ public sealed class EngineRecoveryAndTerminalTests
         new TestCaseData(new DecisionDurable()).SetArgDisplayNames("DecisionDurable"),
         new TestCaseData(new DecisionWriteFailed("x")).SetArgDisplayNames("DecisionWriteFailed"),
         new TestCaseData(No(A)).SetArgDisplayNames("LateNo"),
+        new TestCaseData(new AbortRecorded()).SetArgDisplayNames("LateAbortRecorded"),
+        new TestCaseData(new AbortWriteFailed("x")).SetArgDisplayNames("LateAbortWriteFailed"),
     ];
 }

@@ -53,16 +53,18 @@ public sealed class EngineStartTests
     [Test]
     public void CommitRequested_WithDeadlineAlreadyPassed_AbortsAtOnceWithoutPreparing()
     {
-        var transition = Begin(T0, A, B);
+        var aborting = Begin(T0, A, B);
+        var aborted = aborting.ThenAbortRecorded();
 
         Assert.Multiple(() =>
         {
-            Assert.That(transition.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
-            Assert.That(transition.Effects.OfType<SendPrepare>(), Is.Empty);
-            Assert.That(transition.Effects.OfType<SendAbort>().Select(e => e.Participant), Is.EqualTo(new[] { A, B }));
-            Assert.That(transition.Effects.OfType<ReplyToInitiator>().Single().Outcome, Is.EqualTo(TransactionOutcome.Aborted));
-            Assert.That(transition.Effects.OfType<RecordAbort>(), Has.Exactly(1).Items);
-            Assert.That(transition.State.Reason, Does.Contain("deadline"));
+            Assert.That(aborting.Effects, Is.EqualTo(new TransactionEffect[] { new RecordAbort(aborting.State.Reason!) }), "no prepare: only the abort row");
+            Assert.That(aborted.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
+            Assert.That(aborted.Effects.OfType<SendPrepare>(), Is.Empty);
+            Assert.That(aborted.Effects.OfType<SendAbort>().Select(e => e.Participant), Is.EqualTo(new[] { A, B }));
+            Assert.That(aborted.Effects.OfType<ReplyToInitiator>().Single().Outcome, Is.EqualTo(TransactionOutcome.Aborted));
+            Assert.That(aborted.Effects.OfType<RecordAbort>(), Is.Empty, "the row was written before");
+            Assert.That(aborted.State.Reason, Does.Contain("deadline"));
         });
     }
 
@@ -98,7 +100,7 @@ public sealed class EngineStartTests
     {
         var invalid = new ParticipantId("bad'; DROP TABLE x; --");
 
-        var transition = Begin(A, invalid);
+        var transition = Begin(A, invalid).ThenAbortRecorded();
 
         Assert.Multiple(() =>
         {
@@ -112,7 +114,7 @@ public sealed class EngineStartTests
     [Test]
     public void CommitRequested_WithNullParticipantId_AbortsAsInvalid()
     {
-        var transition = Begin(A, default);
+        var transition = Begin(A, default).ThenAbortRecorded();
 
         Assert.That(transition.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
     }
@@ -120,7 +122,7 @@ public sealed class EngineStartTests
     [Test]
     public void CommitRequested_ForAProtocolThisCoordinatorDoesNotRun_AbortsWithTheReason()
     {
-        var transition = Rules.Begin(Tx, (CommitProtocol)7, new CommitRequested(List(A, B), null), T0);
+        var transition = Rules.Begin(Tx, (CommitProtocol)7, new CommitRequested(List(A, B), null), T0).ThenAbortRecorded();
 
         Assert.Multiple(() =>
         {
@@ -134,21 +136,24 @@ public sealed class EngineStartTests
     }
 
     [Test]
-    public void AbortUnknown_TellsEveryNamedParticipantRepliesAbortedAndRecordsTheAbort()
+    public void AbortUnknown_WritesTheAbortRowFirst_ThenTellsEveryValidNamedParticipantOnceAndRepliesAborted()
     {
-        var transition = TransactionEngine.AbortUnknown(Tx, CommitProtocol.TwoPhase, [A, B, A, new ParticipantId("no good")], "rollback requested", T0);
+        var aborting = TransactionEngine.AbortUnknown(Tx, CommitProtocol.TwoPhase, [A, B, A, new ParticipantId("no good")], "rollback requested", T0);
+        var aborted = aborting.ThenAbortRecorded(T0.AddSeconds(1));
 
         Assert.Multiple(() =>
         {
-            Assert.That(transition.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
-            Assert.That(transition.State.EndedAt, Is.EqualTo(T0));
-            Assert.That(transition.State.NextDeadline, Is.Null);
-            Assert.That(transition.Effects, Is.EqualTo(new TransactionEffect[]
+            Assert.That(aborting.State.Phase, Is.EqualTo(TransactionPhase.Aborting));
+            Assert.That(aborting.State.EndedAt, Is.Null);
+            Assert.That(aborting.Effects, Is.EqualTo(new TransactionEffect[] { new RecordAbort("rollback requested") }));
+            Assert.That(aborted.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
+            Assert.That(aborted.State.EndedAt, Is.EqualTo(T0.AddSeconds(1)));
+            Assert.That(aborted.State.NextDeadline, Is.Null);
+            Assert.That(aborted.Effects, Is.EqualTo(new TransactionEffect[]
             {
                 new SendAbort(A, "rollback requested"),
                 new SendAbort(B, "rollback requested"),
                 new ReplyToInitiator(TransactionOutcome.Aborted, "rollback requested"),
-                new RecordAbort("rollback requested"),
             }));
         });
     }

@@ -54,6 +54,9 @@ internal sealed class FakeJournal(List<string> trace) : ITransactionJournal
     /// <summary>How many of the next PreCommit writes throw (without reaching the disk).</summary>
     public int FailNextPreCommitWrites { get; set; }
 
+    /// <summary>How many of the next abort-row writes fail (a timeout: the row is not written).</summary>
+    public int FailNextAbortWrites { get; set; }
+
     public Task WritePreCommitAsync(CommitDecision decision, DateTimeOffset now, CancellationToken cancellationToken)
     {
         if (FailNextPreCommitWrites > 0)
@@ -75,14 +78,42 @@ internal sealed class FakeJournal(List<string> trace) : ITransactionJournal
         return Task.CompletedTask;
     }
 
-    public Task RecordAbortAsync(AbortRecord record, DateTimeOffset now, CancellationToken cancellationToken)
+    /// <summary>Runs once, at the start of the next abort-row write (e.g. a row landing just before it).</summary>
+    public Action? BeforeNextAbortWrite { get; set; }
+
+    public Task<bool> RecordAbortAsync(AbortRecord record, DateTimeOffset now, CancellationToken cancellationToken)
     {
+        if (BeforeNextAbortWrite is { } before)
+        {
+            BeforeNextAbortWrite = null;
+            before();
+        }
+
+        if (FailNextAbortWrites > 0)
+        {
+            FailNextAbortWrites--;
+            Add("journal:abort-failed");
+            throw new TimeoutException("journal write timed out");
+        }
+
         var aborted = new JournalEntry(
             record.TransactionId, record.CoordinatorId, record.Protocol, JournalState.Aborted,
             record.Participants, [], record.Reason, record.CreatedAt, null, now);
-        Rows.AddOrUpdate(record.TransactionId, aborted, (_, row) => record.AfterPreCommit && row.State == JournalState.PreCommitting ? aborted : row);
-        Add("journal:aborted");
-        return Task.CompletedTask;
+        var wrote = false;
+        Rows.AddOrUpdate(
+            record.TransactionId,
+            _ =>
+            {
+                wrote = true;
+                return aborted;
+            },
+            (_, row) =>
+            {
+                wrote = record.AfterPreCommit && row.State == JournalState.PreCommitting;
+                return wrote ? aborted : row;
+            });
+        Add(wrote ? "journal:aborted" : "journal:abort-kept-row");
+        return Task.FromResult(wrote);
     }
 
     public Task RecordEndAsync(CommitDecision decision, DateTimeOffset now, CancellationToken cancellationToken)

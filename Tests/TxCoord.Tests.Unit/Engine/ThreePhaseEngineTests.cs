@@ -52,12 +52,18 @@ public sealed class ThreePhaseEngineTests
     [Test]
     public void Begin_ThreePhaseWithItsDeadlinePassed_Aborts()
     {
-        var transition = Rules.Begin(Tx, CommitProtocol.ThreePhase, new CommitRequested([A], T0.AddSeconds(-1)), T0);
+        var aborting = Rules.Begin(Tx, CommitProtocol.ThreePhase, new CommitRequested([A], T0.AddSeconds(-1)), T0);
+        var aborted = aborting.ThenAbortRecorded();
 
         Assert.Multiple(() =>
         {
-            Assert.That(transition.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
-            Assert.That(transition.Effects.OfType<RecordAbort>().Single().AfterPreCommit, Is.False);
+            Assert.That(aborting.Effects.OfType<RecordAbort>().Single().AfterPreCommit, Is.False);
+            Assert.That(aborted.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
+            Assert.That(aborted.State.Protocol, Is.EqualTo(CommitProtocol.ThreePhase));
+            Assert.That(aborted.Effects, Is.EqualTo(new TransactionEffect[]
+            {
+                new SendAbort(A, aborted.State.Reason!), new ReplyToInitiator(TransactionOutcome.Aborted, aborted.State.Reason),
+            }));
         });
     }
 
@@ -92,14 +98,17 @@ public sealed class ThreePhaseEngineTests
     [Test]
     public void NoVote_AbortsWithNothingForced()
     {
-        var transition = Begin3(A, B, C).Apply(Yes(A)).Apply(No(B, "constraint"));
+        var aborting = Begin3(A, B, C).Apply(Yes(A)).Apply(No(B, "constraint"));
+        var transition = aborting.ThenAbortRecorded();
 
         Assert.Multiple(() =>
         {
+            Assert.That(aborting.Effects.OfType<RecordAbort>().Single().AfterPreCommit, Is.False);
+            Assert.That(aborting.State.AbortReplacesPreCommit, Is.False);
             Assert.That(transition.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
             Assert.That(transition.Effects.OfType<SendAbort>().Select(e => e.Participant), Is.EqualTo(new[] { A, B, C }));
             Assert.That(transition.Effects.OfType<ReplyToInitiator>().Single().Outcome, Is.EqualTo(TransactionOutcome.Aborted));
-            Assert.That(transition.Effects.OfType<RecordAbort>().Single().AfterPreCommit, Is.False);
+            Assert.That(transition.Effects.OfType<RecordAbort>(), Is.Empty, "the row was written before");
             Assert.That(transition.State.Reason, Does.Contain("bank-b voted No: constraint"));
         });
     }
@@ -107,7 +116,7 @@ public sealed class ThreePhaseEngineTests
     [Test]
     public void ReadOnlyVote_AbortsBecauseEveryParticipantMustStayForTermination()
     {
-        var transition = Begin3(A, B).Apply(Yes(A)).Apply(ReadOnly(B));
+        var transition = Begin3(A, B).Apply(Yes(A)).Apply(ReadOnly(B)).ThenAbortRecorded();
 
         Assert.Multiple(() =>
         {
@@ -136,8 +145,8 @@ public sealed class ThreePhaseEngineTests
     {
         var preparing = Begin3(A, B).Apply(Yes(A)).State;
 
-        var timedOut = preparing.Apply(new Tick(), T0 + Settings.VoteTimeout);
-        var rolledBack = preparing.Apply(new RollbackRequested("user"));
+        var timedOut = preparing.Apply(new Tick(), T0 + Settings.VoteTimeout).ThenAbortRecorded(T0 + Settings.VoteTimeout);
+        var rolledBack = preparing.Apply(new RollbackRequested("user")).ThenAbortRecorded();
 
         Assert.Multiple(() =>
         {
@@ -151,15 +160,16 @@ public sealed class ThreePhaseEngineTests
     [Test]
     public void TerminationDecidedAbortWhilePreparing_IsAdopted()
     {
-        var transition = Begin3(A, B, C).Apply(Yes(A)).Apply(Decided(TransactionOutcome.Aborted, round: 1));
+        var aborting = Begin3(A, B, C).Apply(Yes(A)).Apply(Decided(TransactionOutcome.Aborted, round: 1));
+        var transition = aborting.ThenAbortRecorded();
 
         Assert.Multiple(() =>
         {
+            Assert.That(aborting.Effects.OfType<RecordAbort>().Single().AfterPreCommit, Is.False);
             Assert.That(transition.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
             Assert.That(transition.State.TerminationRound, Is.EqualTo(1));
             Assert.That(transition.State.Reason, Does.Contain("termination protocol decided abort (round 1, leader bank-b)"));
             Assert.That(transition.Effects.OfType<ReplyToInitiator>().Single().Outcome, Is.EqualTo(TransactionOutcome.Aborted));
-            Assert.That(transition.Effects.OfType<RecordAbort>().Single().AfterPreCommit, Is.False);
         });
     }
 
@@ -232,12 +242,14 @@ public sealed class ThreePhaseEngineTests
     [Test]
     public void TerminationDecidedAbortWhileForcingPreCommit_AbortReplacesThePreCommitRecord()
     {
-        var transition = ForcingPreCommit().Apply(Decided(TransactionOutcome.Aborted));
+        var aborting = ForcingPreCommit().Apply(Decided(TransactionOutcome.Aborted));
+        var transition = aborting.ThenAbortRecorded();
 
         Assert.Multiple(() =>
         {
+            Assert.That(aborting.Effects.OfType<RecordAbort>().Single().AfterPreCommit, Is.True);
+            Assert.That(aborting.State.AbortReplacesPreCommit, Is.True);
             Assert.That(transition.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
-            Assert.That(transition.Effects.OfType<RecordAbort>().Single().AfterPreCommit, Is.True);
             Assert.That(transition.Effects.OfType<SendAbort>().Select(e => e.Participant), Is.EqualTo(new[] { A, B, C }));
         });
     }
@@ -372,12 +384,13 @@ public sealed class ThreePhaseEngineTests
     [Test]
     public void BranchAbortedWhilePreCommitting_MeansTheParticipantsDecidedAbort_IsAdopted()
     {
-        var transition = PreCommitting().Apply(new AbortAcknowledged(C));
+        var aborting = PreCommitting().Apply(new AbortAcknowledged(C));
+        var transition = aborting.ThenAbortRecorded();
 
         Assert.Multiple(() =>
         {
+            Assert.That(aborting.Effects.OfType<RecordAbort>().Single().AfterPreCommit, Is.True);
             Assert.That(transition.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
-            Assert.That(transition.Effects.OfType<RecordAbort>().Single().AfterPreCommit, Is.True);
             Assert.That(transition.Effects.OfType<ReplyToInitiator>().Single().Outcome, Is.EqualTo(TransactionOutcome.Aborted));
             Assert.That(transition.State.Reason, Does.Contain("reported by audit-c"));
         });
@@ -399,7 +412,8 @@ public sealed class ThreePhaseEngineTests
     public void TerminationDecidedWhilePreCommitting_IsAdoptedEitherWay()
     {
         var committed = PreCommitting().Apply(Decided(TransactionOutcome.Committed, round: 3));
-        var aborted = PreCommitting().Apply(Decided(TransactionOutcome.Aborted, round: 3));
+        var aborting = PreCommitting().Apply(Decided(TransactionOutcome.Aborted, round: 3));
+        var aborted = aborting.ThenAbortRecorded();
         var pending = PreCommitting().Apply(Decided(TransactionOutcome.Pending, round: 3));
 
         Assert.Multiple(() =>
@@ -408,7 +422,7 @@ public sealed class ThreePhaseEngineTests
             Assert.That(committed.State.TerminationRound, Is.EqualTo(3));
             Assert.That(aborted.State.Phase, Is.EqualTo(TransactionPhase.Aborted));
             Assert.That(aborted.State.TerminationRound, Is.EqualTo(3));
-            Assert.That(aborted.Effects.OfType<RecordAbort>().Single().AfterPreCommit, Is.True);
+            Assert.That(aborting.Effects.OfType<RecordAbort>().Single().AfterPreCommit, Is.True);
             Assert.That(pending.State.Phase, Is.EqualTo(TransactionPhase.PreCommitting), "Pending is no decision");
         });
     }
@@ -470,7 +484,7 @@ public sealed class ThreePhaseEngineTests
     [Test]
     public void Aborted_LatePreCommitAcknowledgement_IsToldToAbort()
     {
-        var aborted = PreCommitting().Apply(Decided(TransactionOutcome.Aborted)).State;
+        var aborted = PreCommitting().Apply(Decided(TransactionOutcome.Aborted)).ThenAbortRecorded().State;
 
         var transition = aborted.Apply(new PreCommitAcknowledged(C));
         var decidedAgain = aborted.Apply(Decided(TransactionOutcome.Aborted, round: 4));

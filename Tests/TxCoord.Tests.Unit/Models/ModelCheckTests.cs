@@ -48,8 +48,9 @@ public sealed class ModelCheckTests
     [Test]
     public async Task TwoPhase_AbortBranchSentBeforeTheAbortRowIsWritten_CheckerFindsOneCommittedAnotherAborted()
     {
-        // TransactionEngine.Abort today: SendAbort..., ReplyToInitiator, then RecordAbort (unforced,
-        // failure only logged). A duplicate CommitTransaction then begins the transaction again.
+        // TransactionEngine.Abort as first coded (finding 1, fixed since by the Aborting phase):
+        // SendAbort..., ReplyToInitiator, then RecordAbort (unforced, failure only logged). A
+        // duplicate CommitTransaction then begins the transaction again. Every other rule as today.
         var result = await SpinCheck.SafetyAsync("twopc.pml", "consistent", "-DFIX_VOTE_ROW", "-DFIX_OUTCOME_REREAD");
 
         AssertCounterexample(result);
