@@ -274,17 +274,19 @@ inline abortAll() {
 #endif
 }
 
-/* The commit decision is durable (DecisionDurable): CommitBranch to every Yes voter, then the
- * initiator is answered Committed. */
+/* The commit decision is durable (DecisionDurable): the initiator is answered Committed, then
+ * CommitBranch goes to every Yes voter (sent together in the code; one by one here, a crash
+ * possible between any two, which covers every subset of them having left). */
 inline decisionDurable() {
     printf("C: commit decision durable\n");
     cphase = C_COMMITTING; acks = 0;
+    nReplyC = 1;
+    CRASHPOINT;
     k = 0;
     do
     :: k < N -> ADD(nCommit, k); k++; CRASHPOINT
     :: else -> k = 0; break
-    od;
-    nReplyC = 1
+    od
 }
 
 active proctype Coordinator() {

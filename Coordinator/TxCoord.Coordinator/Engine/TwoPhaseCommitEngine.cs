@@ -121,9 +121,11 @@ internal sealed class TwoPhaseCommitEngine(EngineSettings settings) : ICommitPro
                     RetryInterval = settings.RedriveInitialInterval,
                     RetryAt = now + settings.RedriveInitialInterval,
                 };
+                // The decision is durable: the initiator may hear it before the participants do
+                // (it waits for nothing else; they are re-driven until they acknowledge).
                 var effects = ImmutableArray.CreateBuilder<TransactionEffect>();
-                effects.AddRange(committing.YesVoters.Select(p => new SendCommit(p)));
                 effects.Add(new ReplyToInitiator(TransactionOutcome.Committed, null));
+                effects.AddRange(committing.YesVoters.Select(p => new SendCommit(p)));
                 return new Transition(committing, effects.ToImmutable());
 
             case DecisionWriteFailed when state.RetryAt is null:

@@ -555,9 +555,21 @@ internal sealed partial class CoordinatorRuntime
                     LogRedrive(transition.State);
                 }
 
-                foreach (var effect in transition.Effects)
+                var effects = transition.Effects;
+                for (var i = 0; i < effects.Length; i++)
                 {
-                    if (await ExecuteAsync(entry, effect, cancellationToken) is { } next)
+                    var sends = CountSends(effects, i);
+                    if (sends > 1)
+                    {
+                        // Messages of one step (Prepare to every participant, Commit to every Yes
+                        // voter, ...) go out together: each waits for the broker's confirm, and
+                        // nothing orders them. Sends never yield an event.
+                        await Task.WhenAll(Enumerable.Range(i, sends).Select(k => ExecuteAsync(entry, effects[k], cancellationToken)));
+                        i += sends - 1;
+                        continue;
+                    }
+
+                    if (await ExecuteAsync(entry, effects[i], cancellationToken) is { } next)
                     {
                         pending.Enqueue(next);
                     }
@@ -575,6 +587,27 @@ internal sealed partial class CoordinatorRuntime
         {
             entry.NextDueAt = entry.State?.NextDeadline;
         }
+    }
+
+    /// <summary>
+    /// How many messages to participants follow one another from <paramref name="start"/>. One
+    /// at a time while a crash point is armed, so that a point named "between" two sends strikes
+    /// between them.
+    /// </summary>
+    private static int CountSends(ImmutableArray<TransactionEffect> effects, int start)
+    {
+        if (CrashPoint.IsArmed)
+        {
+            return 1;
+        }
+
+        var end = start;
+        while (end < effects.Length && effects[end] is SendPrepare or SendCommit or SendAbort or SendPreCommit)
+        {
+            end++;
+        }
+
+        return end - start;
     }
 
     private async Task<TransactionEvent?> ExecuteAsync(Entry entry, TransactionEffect effect, CancellationToken cancellationToken)

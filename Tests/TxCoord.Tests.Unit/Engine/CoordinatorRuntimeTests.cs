@@ -30,8 +30,8 @@ public sealed class CoordinatorRuntimeTests
             {
                 "send:PrepareBranch:bank-a", "send:PrepareBranch:bank-b",
                 "journal:commit-decided",
-                "send:CommitBranch:bank-a", "send:CommitBranch:bank-b",
                 "reply:Committed",
+                "send:CommitBranch:bank-a", "send:CommitBranch:bank-b",
             }));
             Assert.That(rig.Transport.Replies.Single().Target, Is.EqualTo(initiator));
             Assert.That(rig.Transport.SentOf<PrepareBranch>().First().Participants, Is.EqualTo(new[] { A, B }));
@@ -90,7 +90,7 @@ public sealed class CoordinatorRuntimeTests
         {
             Assert.That(rig.Trace.TakeLast(4), Is.EqualTo(new[]
             {
-                "journal:commit-decided", "send:CommitBranch:bank-a", "send:CommitBranch:bank-b", "reply:Committed",
+                "journal:commit-decided", "reply:Committed", "send:CommitBranch:bank-a", "send:CommitBranch:bank-b",
             }));
             Assert.That(rig.Runtime.Find(id)?.Phase, Is.EqualTo(TransactionPhase.Committing));
         });

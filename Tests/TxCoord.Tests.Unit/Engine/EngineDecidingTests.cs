@@ -7,7 +7,7 @@ namespace TxCoord.Tests.Unit.Engine;
 public sealed class EngineDecidingTests
 {
     [Test]
-    public void DecisionDurable_SendsCommitToEveryYesVoterAndThenRepliesCommitted()
+    public void DecisionDurable_RepliesCommittedThenSendsCommitToEveryYesVoter()
     {
         var transition = Begin(A, B, C).Apply(Yes(A)).Apply(ReadOnly(C)).Apply(Yes(B)).Apply(new DecisionDurable());
 
@@ -16,7 +16,7 @@ public sealed class EngineDecidingTests
             Assert.That(transition.State.Phase, Is.EqualTo(TransactionPhase.Committing));
             Assert.That(transition.Effects, Is.EqualTo(new TransactionEffect[]
             {
-                new SendCommit(A), new SendCommit(B), new ReplyToInitiator(TransactionOutcome.Committed, null),
+                new ReplyToInitiator(TransactionOutcome.Committed, null), new SendCommit(A), new SendCommit(B),
             }));
         });
     }
@@ -119,7 +119,7 @@ public sealed class EngineDecidingTests
             Assert.That(transition.State.Phase, Is.EqualTo(TransactionPhase.Committing));
             Assert.That(transition.Effects, Is.EqualTo(new TransactionEffect[]
             {
-                new SendCommit(A), new SendCommit(B), new ReplyToInitiator(TransactionOutcome.Committed, null),
+                new ReplyToInitiator(TransactionOutcome.Committed, null), new SendCommit(A), new SendCommit(B),
             }));
         });
     }

@@ -441,7 +441,7 @@ public sealed class ThreePhaseEngineTests
             Assert.That(transition.State.Phase, Is.EqualTo(TransactionPhase.Committing));
             Assert.That(transition.Effects, Is.EqualTo(new TransactionEffect[]
             {
-                new SendCommit(A), new SendCommit(B), new SendCommit(C), new ReplyToInitiator(TransactionOutcome.Committed, null),
+                new ReplyToInitiator(TransactionOutcome.Committed, null), new SendCommit(A), new SendCommit(B), new SendCommit(C),
             }));
         });
     }
@@ -555,7 +555,7 @@ public sealed class ThreePhaseEngineTests
             new ForcePreCommit(),
             new SendPreCommit(A), new SendPreCommit(B),
             new ForceCommitDecision(),
-            new SendCommit(A), new SendCommit(B), new ReplyToInitiator(TransactionOutcome.Committed, null),
+            new ReplyToInitiator(TransactionOutcome.Committed, null), new SendCommit(A), new SendCommit(B),
             new RecordAck(A), new RecordEnd(),
         }));
     }

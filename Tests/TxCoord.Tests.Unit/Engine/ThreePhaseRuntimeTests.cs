@@ -55,8 +55,8 @@ public sealed class ThreePhaseRuntimeTests
                 "journal:precommit",
                 "send:PreCommitBranch:bank-a", "send:PreCommitBranch:bank-b", "send:PreCommitBranch:audit-c",
                 "journal:commit-decided",
-                "send:CommitBranch:bank-a", "send:CommitBranch:bank-b", "send:CommitBranch:audit-c",
                 "reply:Committed",
+                "send:CommitBranch:bank-a", "send:CommitBranch:bank-b", "send:CommitBranch:audit-c",
             }));
             Assert.That(rig.Transport.SentOf<PrepareBranch>().All(p => p.Protocol == CommitProtocol.ThreePhase), Is.True);
             Assert.That(rig.Journal.Rows[id].Protocol, Is.EqualTo(CommitProtocol.ThreePhase));
