@@ -38,8 +38,10 @@
  *   -DLIVENESS            a synchronous period, for the liveness check: ELECTION and RELIABLE,
  *                         nothing late, a leader waits for every live participant
  *   -DPRESTART            crashed participants restart
- *   -DLEADER_JOINS_FIRST  a leader joins its own round durably before it asks anyone
- *                         (README "Findings": a restarted leader re-running its round)
+ *   -DLEADER_JOINS_FIRST  a leader joins its own round durably before it asks anyone (README,
+ *                         finding 4: a restarted leader re-running its round). The code today:
+ *                         LeadRoundAsync calls ReportStateAsync (JoinRoundSql) for itself, gives the
+ *                         round up if that is refused, and only then asks its peers
  *   -DBUG_PRECOMMIT_AFTER_JOIN  negative control: a participant takes the coordinator's PreCommit
  *                         even after it joined a termination round (PreCommitSql without its
  *                         last_elected = 0 guard). The checks must catch it.
@@ -49,7 +51,9 @@
  *                         participant starts prepared with its Yes vote in (with a No or a missing
  *                         vote the coordinator aborts before any PreCommit exists)
  *   -DSLOW_SELF           a leader's requests to itself (it asks itself over the bus like any peer)
- *                         may time out, without counting as lost messages
+ *                         may time out, without counting as lost messages. With LEADER_JOINS_FIRST
+ *                         the code no longer asks itself for its state (its join is its answer) but
+ *                         still sends its proposal to itself over the bus
  *   -DMAXR=k              termination rounds, 2 to 4 (default 3: each participant leads one)
  *   -DMAXPCRASH=k         participant crashes (default 1)
  *   -DMAXLATE=k           late messages (default 1)
@@ -329,6 +333,9 @@ inline collect(j, p) {
         :: LOSSY -> lost++
         fi
     :: !down[p] && REACH(j, p) && LOSSY -> lost++            /* the question is lost */
+    /* the leader's own question times out. With LEADER_JOINS_FIRST the code takes its own answer from
+     * its join (ReportStateAsync called directly, not over the bus), never lost: the model keeps the
+     * timeout, which only counts the leader out, so it checks more runs than the code has */
     :: p == j && SLOWSELF -> printf("P%d: its own question times out\n", j)
     :: else -> skip
     fi
@@ -483,6 +490,12 @@ loop:
 #endif
         printf("P%d: leads round %d\n", j, lr[j]);
 #ifdef LEADER_JOINS_FIRST
+        /* LeadRoundAsync: ReportStateAsync(gid, Id, round) before AskAllAsync to the peers, in the
+         * code one forced UPDATE (JoinRoundSql: last_elected <= r). Here it cannot be refused:
+         * CANLEAD holds le[j] < r in this atomic step. In the code a higher round's question can
+         * reach the branch between reading its row and the join; the join is then refused and the
+         * round given up (no question sent), which is this model with that question delivered first
+         * (CANLEAD(j, r) false). The leader's own answer is collect(j, j) below, from this join. */
         le[j] = lr[j];
 #endif
         lph[j] = L_COLLECT;

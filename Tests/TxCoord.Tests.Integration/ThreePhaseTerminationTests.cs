@@ -152,6 +152,100 @@ public sealed class ThreePhaseTerminationTests
     }
 
     /// <summary>
+    /// Finding 4 of <c>Coordinator/models/README.md</c>, its first half, with real processes: a leads round 1
+    /// while every request it makes to itself over the bus is lost (the first GetBranchState and the first
+    /// ProposeTermination its consumer gets are dropped, as a slow consumer's would time out; with the fix
+    /// it sends itself no GetBranchState, its join being its answer). b and c join; a proposes abort; b
+    /// loses the proposal, c accepts (PreAborted in round 1): one accept, no decision; a dies. The
+    /// coordinator's PreCommit to a, held unacknowledged by a's first life, reaches a's second life.
+    /// With the fix a joined round 1 durably before asking anyone (its row says so the moment it dies), so
+    /// it refuses that PreCommit and next leads a higher round. Without it, a's row still says
+    /// last_elected 0: it takes the PreCommit and leads round 1 again, now proposing commit (a PreCommitted,
+    /// b prepared, c not answering): two proposals in one round, which is what lets two rounds decide
+    /// differently in the model's counterexample (the rest of that interleaving needs timing no test can
+    /// hold). b and c are slow to suspect the coordinator, so only a leads rounds; c answers only the
+    /// first state question (later ones are dropped), as in the counterexample where it joined another round.
+    /// </summary>
+    [Test]
+    public async Task Finding4_LeaderWhoseRequestsToItselfAreLost_JoinsItsRoundBeforeAsking_AndNeverLeadsItTwiceAfterARestart()
+    {
+        // a's requests time out after 4 s (not 2): its peers' answers must come in time on a loaded machine.
+        await using var cluster = await ProcessCluster.CreateAsync(new ProcessClusterOptions { TerminationTimeout = TimeSpan.FromSeconds(4) });
+        var (a, b, c) = (cluster.ParticipantIds[0], cluster.ParticipantIds[1], cluster.ParticipantIds[2]);
+        const string SlowToSuspect = "00:10:00";
+        await Task.WhenAll(
+            cluster.StartCoordinatorAsync(CrashAt(AfterPreCommitSent)),
+            cluster.StartParticipantAsync(a, new Dictionary<string, string>
+            {
+                ["TXCOORD_BUS_FAULTS"] = "delay:PreCommitBranch:1:600000,drop:GetBranchState:1,drop:ProposeTermination:1",
+            }),
+            cluster.StartParticipantAsync(b, new Dictionary<string, string>
+            {
+                ["TXCOORD_BUS_FAULTS"] = "drop:ProposeTermination:1",
+                ["TxCoord__Participant__TerminationTimeout"] = SlowToSuspect,
+            }),
+            cluster.StartParticipantAsync(c, new Dictionary<string, string>
+            {
+                ["TXCOORD_BUS_FAULTS"] = "delay:GetBranchState:1:0,drop:GetBranchState:*",
+                ["TxCoord__Participant__TerminationTimeout"] = SlowToSuspect,
+            }));
+
+        // The coordinator sends PreCommit to a first (held by a's fault rule), then dies for good.
+        var tx = await cluster.BeginTransferAsync(CommitProtocol.ThreePhase, [a, b, c]);
+        _ = tx.CommitAsync();
+        await cluster.WaitForCrashAsync(cluster.CoordinatorId, AfterPreCommitSent);
+
+        // a's round 1: proposed, accepted by c alone. a dies.
+        await cluster.Process(a).WaitForOutputAsync("round 1 proposes Aborted", Generous);
+        await cluster.Process(a).WaitForOutputAsync("termination round 1 reached", Generous);
+        await cluster.KillAsync(a);
+        var firstLife = cluster.Process(a).Output;
+        var leaderRow = await cluster.BranchStateAsync(a, tx.Id);
+        Assert.Multiple(() =>
+        {
+            Assert.That(leaderRow?.LastElected, Is.EqualTo(1), "the leader joined its own round durably before it asked anyone, though every request to itself was lost");
+            Assert.That(leaderRow?.State, Is.EqualTo("prepared"));
+        });
+        await Eventually.WaitForAsync(() => cluster.BranchStateAsync(c, tx.Id), row => row == ("preaborted", 1, 1), Generous, "c to accept round 1's abort");
+
+        // a's second life: the coordinator's PreCommit comes back to it first.
+        await cluster.StartParticipantAsync(a);
+        var (refused, state) = await Eventually.WaitForAsync(
+            async () => (cluster.Process(a).Output.Contains("refused the coordinator's PreCommit", StringComparison.Ordinal), (await cluster.BranchStateAsync(a, tx.Id))?.State),
+            s => s.Item1 || s.State != "prepared",
+            Generous,
+            "a to handle the redelivered PreCommit (refused, or a state other than prepared)");
+        Assert.Multiple(() =>
+        {
+            Assert.That(refused, Is.True, "a joined round 1: the coordinator's PreCommit (round 0) is refused");
+            Assert.That(state, Is.Not.EqualTo("precommitted"));
+        });
+
+        var finishes = await cluster.WaitUntilFinishedAsync(tx.Id, Generous);
+        var secondLife = cluster.Process(a).Output;
+        Assert.Multiple(() =>
+        {
+            Assert.That(finishes, Is.All.EqualTo(BranchFinish.Aborted), "nobody took PreCommit before a round: abort");
+            Assert.That(CountOf(firstLife + secondLife, "leads termination round 1 "), Is.EqualTo(1), "round 1 is led once, over both lives");
+            Assert.That(secondLife, Does.Not.Contain("round 1 proposes"), "one proposal per round");
+            Assert.That(secondLife, Does.Contain("leads termination round 4 "), "after round 1 the lowest id next leads round 4");
+        });
+        await cluster.AssertAppliedAsync(tx.Id, committed: false);
+        Assert.That(await cluster.CountPreparedAsync(), Is.Zero);
+    }
+
+    private static int CountOf(string text, string part)
+    {
+        var count = 0;
+        for (var at = text.IndexOf(part, StringComparison.Ordinal); at >= 0; at = text.IndexOf(part, at + part.Length, StringComparison.Ordinal))
+        {
+            count++;
+        }
+
+        return count;
+    }
+
+    /// <summary>
     /// The partition rule. a got PreCommit; b and c are cut off from it (they drop every termination
     /// message, as a network partition would, and are slow to suspect the coordinator). Alone, a is a
     /// minority: it must not commit, though plain 3PC would (it is PreCommitted). Then a's side goes

@@ -35,9 +35,10 @@ internal enum TerminationResult
 /// participants sorted by id: the lowest id leads round 1; when it is dead, the next one leads round
 /// 2 one <see cref="TxCoordParticipantOptions.TerminationTimeout"/> later, and so on (a participant
 /// waits (r - h) timeouts after the last activity it saw in round h before leading round r).</item>
-/// <item>The leader asks every participant for its state in round r (<see cref="GetBranchState"/>);
-/// a peer joins (durably sets <c>last_elected</c> = r) unless it joined a higher round; a peer
-/// that never voted Yes fences its branch and answers Aborted.</item>
+/// <item>The leader first joins round r itself, durably (<c>last_elected</c> = r), and gives the round up
+/// if it already joined a higher one; that join is its own report. Only then does it ask every peer for
+/// its state in round r (<see cref="GetBranchState"/>); a peer joins (durably sets <c>last_elected</c> = r)
+/// unless it joined a higher round; a peer that never voted Yes fences its branch and answers Aborted.</item>
 /// <item>Decision rule: any Committed -> commit; any Aborted -> abort (both final already). Otherwise,
 /// with at least a majority of all n participants joined: let m be the highest <c>last_attempt</c>
 /// among them; if every joined participant with <c>last_attempt</c> = m is PreCommitted, propose commit,
@@ -473,7 +474,25 @@ internal sealed partial class ParticipantRuntime
         progress.Saw(round, now);
         Log.RoundStarted(_logger, gid.Transaction, Id.Value, round, participants.Count, quorum);
 
-        var reports = await AskAllAsync(clients, record, participants, round, IsFinal, cancellationToken);
+        // The leader joins its own round durably (last_elected = round) before it asks anyone, and that join
+        // is its own report; it never asks itself over the bus. Asked over the bus, its own question could
+        // time out (its consumer slow): it would propose without having joined, and after a restart (its
+        // progress lost, last_elected still lower) NextRoundLedBy would give it the same round again, with
+        // possibly a different proposal (models/README.md, finding 4; threepc.pml -DLEADER_JOINS_FIRST).
+        var own = await ReportStateAsync(gid, Id, round, cancellationToken);
+        var reports = new List<BranchStateReported> { own };
+        if (!IsFinal(reports))
+        {
+            if (!own.Joined)
+            {
+                // It joined a higher round since this one was chosen (a later leader asked it): give this round up.
+                progress.Raise(own.LastElected, _time.GetUtcNow());
+                return TerminationResult.InProgress;
+            }
+
+            reports.AddRange(await AskAllAsync(clients, record, participants.Where(p => p != Id), round, IsFinal, cancellationToken));
+        }
+
         foreach (var refused in reports.Where(r => !r.Joined))
         {
             progress.Raise(refused.LastElected, _time.GetUtcNow());

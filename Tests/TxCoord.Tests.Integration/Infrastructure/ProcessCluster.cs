@@ -162,6 +162,16 @@ internal sealed class ProcessCluster : IAsyncDisposable
         };
     }
 
+    /// <summary>The 3PC row of <paramref name="participant"/>'s branch of <paramref name="id"/> in <c>txcoord.branch_states</c> (null: no row).</summary>
+    public async Task<(string State, int LastElected, int? LastAttempt)?> BranchStateAsync(string participant, TransactionId id)
+    {
+        var gid = BranchGid.Create(new CoordinatorId(CoordinatorId), id, new ParticipantId(participant)).Value;
+        await using var connection = new NpgsqlConnection(_databases[participant]);
+        var rows = (await connection.QueryAsync<(string, int, int?)>(
+            "SELECT state, last_elected, last_attempt FROM txcoord.branch_states WHERE gid = @Gid", new { Gid = gid })).ToList();
+        return rows.Count == 0 ? null : rows[0];
+    }
+
     /// <summary>Waits until no participant's branch of <paramref name="id"/> is prepared and returns their finishes.</summary>
     public async Task<BranchFinish[]> WaitUntilFinishedAsync(TransactionId id, TimeSpan timeout, IEnumerable<string>? participants = null)
     {
