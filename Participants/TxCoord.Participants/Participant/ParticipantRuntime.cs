@@ -21,7 +21,20 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly BranchRegistry _branches = new();
     private readonly Lazy<Task> _initialized;
+
+    /// <summary>
+    /// The SDK's own statements (branch status, markers, branch state rows, COMMIT/ROLLBACK
+    /// PREPARED, listings). They use only <c>SET LOCAL</c> and always end their transactions, so
+    /// a pooled connection is handed back without <c>DISCARD ALL</c> (<c>NoResetOnClose</c>).
+    /// </summary>
     private readonly NpgsqlDataSource _dataSource;
+
+    /// <summary>
+    /// The branches' connections, where the users' work handlers run: reset as the connection
+    /// string says (by default <c>DISCARD ALL</c> on the next checkout), since a handler may leave
+    /// session state behind. Each data source has its own pool of up to <c>Max Pool Size</c>.
+    /// </summary>
+    private readonly NpgsqlDataSource _branchDataSource;
     private readonly CoordinatorBackoff _coordinatorBackoff;
     private readonly HashSet<BranchGid> _reportedForeign = [];
 
@@ -33,7 +46,8 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         _time = time;
         _logger = logger;
         Id = new ParticipantId(options.ParticipantId);
-        _dataSource = NpgsqlDataSource.Create(options.ConnectionString);
+        _dataSource = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(options.ConnectionString) { NoResetOnClose = true }.ConnectionString);
+        _branchDataSource = NpgsqlDataSource.Create(options.ConnectionString);
         Store = new BranchStore(_dataSource);
         _initialized = new Lazy<Task>(InitializeStoresAsync);
         _coordinatorBackoff = new CoordinatorBackoff(options.ResolveInterval, options.CoordinatorRetryMaxInterval, time);
@@ -96,16 +110,31 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         var gid = branch.Gid;
         if (branch.Phase == BranchPhase.New)
         {
-            var status = await Store.GetStatusAsync(gid, cancellationToken);
+            // The status is read on the branch's own connection, before its transaction begins: no
+            // pooled checkout of its own, and the work's transaction still starts with the handler's
+            // first statement (BEGIN goes out with it).
+            var connection = await _branchDataSource.OpenConnectionAsync(cancellationToken);
+            BranchStatus status;
+            try
+            {
+                status = await BranchStore.GetStatusAsync(connection, gid, cancellationToken);
+            }
+            catch
+            {
+                await connection.DisposeAsync();
+                throw;
+            }
+
             if (status != BranchStatus.Unknown)
             {
+                await connection.DisposeAsync();
                 _branches.Remove(branch);
                 var reason = $"the transaction's branch is already {status.ToString().ToLowerInvariant()}";
                 Log.WorkRefused(_logger, gid.Transaction, Id.Value, reason);
                 return reason;
             }
 
-            branch.Connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+            branch.Connection = connection;
             branch.Transaction = await branch.Connection.BeginTransactionAsync(cancellationToken);
             branch.Phase = BranchPhase.Working;
             branch.Deadline = _time.GetUtcNow() + timeout;
@@ -519,7 +548,11 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         return true;
     }
 
-    public ValueTask DisposeAsync() => _dataSource.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await _branchDataSource.DisposeAsync();
+        await _dataSource.DisposeAsync();
+    }
 
     private sealed record BranchContext(
         TransactionId TransactionId, ParticipantId Participant, NpgsqlConnection Connection, NpgsqlTransaction Transaction, IServiceProvider Services)

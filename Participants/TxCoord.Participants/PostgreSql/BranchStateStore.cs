@@ -52,11 +52,14 @@ internal sealed class BranchStateStore(NpgsqlDataSource dataSource)
         );
         """;
 
+    // One round trip: BEGIN, the setting, the insert and COMMIT go out as one batch.
     private const string InsertPreparingSql = """
+        BEGIN;
         SET LOCAL synchronous_commit TO off;
         INSERT INTO txcoord.branch_states (gid, transaction_id, protocol, participants, state)
         VALUES (@Gid, @TransactionId, @Protocol, @Participants, 'prepared')
         ON CONFLICT (gid) DO NOTHING;
+        COMMIT;
         """;
 
     private const string Columns = "protocol AS Protocol, participants AS Participants, state AS State, last_elected AS LastElected, last_attempt AS LastAttempt";
@@ -102,19 +105,19 @@ internal sealed class BranchStateStore(NpgsqlDataSource dataSource)
     }
 
     /// <summary>
-    /// Writes the branch's row before it prepares (unforced: the PREPARE that follows flushes it).
-    /// An existing row is kept.
+    /// Writes the branch's row before it prepares (unforced: the PREPARE that follows flushes it),
+    /// in its own transaction, committed before this returns: a row written inside the branch would
+    /// stay invisible while the branch is prepared, which is when termination needs it. An existing
+    /// row is kept. One round trip; on a failure the rest of the batch is skipped and the
+    /// connection's return to the pool rolls the transaction back.
     /// </summary>
     public async Task RecordPreparingAsync(BranchGid gid, CommitProtocol protocol, IReadOnlyList<ParticipantId> participants, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         await connection.ExecuteAsync(new CommandDefinition(
             InsertPreparingSql,
             new { Gid = gid.Value, TransactionId = gid.Transaction.Value, Protocol = (short)protocol, Participants = participants.Select(p => p.Value).ToArray() },
-            transaction,
             cancellationToken: cancellationToken));
-        await transaction.CommitAsync(cancellationToken);
     }
 
     /// <summary>The branch's row, or null when it has none (a 2PC branch with no peers, or a branch that never prepared).</summary>
@@ -132,7 +135,10 @@ internal sealed class BranchStateStore(NpgsqlDataSource dataSource)
     public Task<BranchRecord?> TryPreCommitAsync(BranchGid gid, CancellationToken cancellationToken) =>
         ForcedUpdateAsync(gid, PreCommitSql, new { Gid = gid.Value }, cancellationToken);
 
-    /// <summary>3PC: joins termination round <paramref name="round"/>, forced. Null when the branch joined a higher round (or has no row).</summary>
+    /// <summary>
+    /// 3PC: joins termination round <paramref name="round"/>, forced. Null when the branch joined a higher round (or has no row).
+    /// A peer joins when the round's leader asks it; the leader joins its own round this way before it asks anyone.
+    /// </summary>
     public Task<BranchRecord?> JoinRoundAsync(BranchGid gid, int round, CancellationToken cancellationToken) =>
         ForcedUpdateAsync(gid, JoinRoundSql, new { Gid = gid.Value, Round = round }, cancellationToken);
 

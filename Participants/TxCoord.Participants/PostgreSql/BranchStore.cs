@@ -30,6 +30,12 @@ internal sealed record PreparedBranch(BranchGid Gid, TimeSpan Age);
 /// <c>PREPARE TRANSACTION</c>: the row becomes visible exactly when the branch commits, so the
 /// participant can tell long afterwards whether a GID committed. Aborts write an 'aborted' row
 /// outside any branch; the primary key then stops a late branch of the same GID from preparing.
+/// <para>
+/// The store runs on the participant's own data source (<c>NoResetOnClose</c>: its statements leave
+/// no session state, so a pooled checkout costs no <c>DISCARD ALL</c>); the statements that belong
+/// to a branch (<see cref="GetStatusAsync(NpgsqlConnection, BranchGid, CancellationToken)"/> before
+/// the work, <see cref="PrepareAsync"/>) run on the branch's own connection.
+/// </para>
 /// Failure semantics: every method is one statement or one short transaction; a failure leaves
 /// the database as it was, except <see cref="CommitPreparedAsync"/> and <see cref="RollbackPreparedAsync"/>,
 /// whose effect may have happened when the reply was lost: callers re-read <see cref="GetStatusAsync"/>.
@@ -52,12 +58,15 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
                EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = @Gid AND database = current_database()) AS prepared
         """;
 
-    // The lock timeout guards against a prepared branch of the same GID holding the key.
+    // One round trip: BEGIN, the settings, the insert and COMMIT go out as one batch. The lock
+    // timeout guards against a prepared branch of the same GID holding the key.
     private const string InsertAbortedSql = """
+        BEGIN;
         SET LOCAL synchronous_commit TO off;
         SET LOCAL lock_timeout TO '5s';
         INSERT INTO txcoord.branch_outcomes (gid, transaction_id, outcome) VALUES (@Gid, @TransactionId, 'aborted')
         ON CONFLICT (gid) DO NOTHING;
+        COMMIT;
         """;
 
     private const string InsertCommittedMarkerSql =
@@ -91,6 +100,16 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
     public async Task<BranchStatus> GetStatusAsync(BranchGid gid, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await GetStatusAsync(connection, gid, cancellationToken);
+    }
+
+    /// <summary>
+    /// The branch's status read on <paramref name="connection"/>, outside any transaction (a branch
+    /// reads it on its own connection before its work begins, so the work's transaction starts with
+    /// the handler's first statement, at the isolation level the handler expects).
+    /// </summary>
+    public static async Task<BranchStatus> GetStatusAsync(NpgsqlConnection connection, BranchGid gid, CancellationToken cancellationToken)
+    {
         var row = await connection.QuerySingleAsync<(string? Outcome, bool Prepared)>(
             new CommandDefinition(StatusSql, new { Gid = gid.Value }, cancellationToken: cancellationToken));
         return row switch
@@ -102,24 +121,39 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
         };
     }
 
-    /// <summary>Records that <paramref name="gid"/> aborted, so no late branch of it can prepare. Unforced.</summary>
+    /// <summary>
+    /// Records that <paramref name="gid"/> aborted, so no late branch of it can prepare. Unforced.
+    /// One round trip; when a statement fails, the rest of the batch (its COMMIT included) is
+    /// skipped and the connection's return to the pool rolls the transaction back.
+    /// </summary>
     public async Task RecordAbortedAsync(BranchGid gid, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         await connection.ExecuteAsync(new CommandDefinition(
-            InsertAbortedSql, new { Gid = gid.Value, TransactionId = gid.Transaction.Value }, transaction, cancellationToken: cancellationToken));
-        await transaction.CommitAsync(cancellationToken);
+            InsertAbortedSql, new { Gid = gid.Value, TransactionId = gid.Transaction.Value }, cancellationToken: cancellationToken));
     }
 
-    /// <summary>Writes the commit marker inside the branch, then <c>PREPARE TRANSACTION</c>. On success the session is no longer in a transaction.</summary>
+    /// <summary>
+    /// Writes the commit marker inside the branch, then <c>PREPARE TRANSACTION</c>, both in one
+    /// round trip (a batch: when the marker fails, PostgreSQL skips the PREPARE and the branch's
+    /// transaction is left failed, for the caller to roll back). On success the session is no
+    /// longer in a transaction.
+    /// </summary>
     public static async Task PrepareAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BranchGid gid, CancellationToken cancellationToken)
     {
-        await connection.ExecuteAsync(new CommandDefinition(
-            InsertCommittedMarkerSql, new { Gid = gid.Value, TransactionId = gid.Transaction.Value }, transaction, cancellationToken: cancellationToken));
-        await using var prepare = new NpgsqlCommand($"PREPARE TRANSACTION '{BranchGid.EnsureSafe(gid.Value)}'", connection, transaction);
+        await using var batch = new NpgsqlBatch(connection, transaction)
+        {
+            BatchCommands =
+            {
+                new NpgsqlBatchCommand(InsertCommittedMarkerSql)
+                {
+                    Parameters = { new NpgsqlParameter("Gid", gid.Value), new NpgsqlParameter("TransactionId", gid.Transaction.Value) },
+                },
+                new NpgsqlBatchCommand($"PREPARE TRANSACTION '{BranchGid.EnsureSafe(gid.Value)}'"),
+            },
+        };
         DbFaults.Before(DbFaultPoints.BranchPrepare);
-        await prepare.ExecuteNonQueryAsync(cancellationToken);
+        await batch.ExecuteNonQueryAsync(cancellationToken);
         DbFaults.After(DbFaultPoints.BranchPrepare);
     }
 
