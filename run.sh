@@ -230,13 +230,15 @@ cmd_demo() {
     require_built "$coordinator" "$participant" "$transfers"
 
     local logs="$TXCOORD_RUN_DIR/logs"
-    local dashboard_url="http://127.0.0.1:56080"
+    local dashboard_url="http://127.0.0.1:21080"
     local bank_a="$TXCOORD_PG;Database=bank_a" bank_b="$TXCOORD_PG;Database=bank_b"
 
     start_bg coordinator "$logs/coordinator.log" \
         "ConnectionStrings__Journal=$TXCOORD_PG;Database=txcoord_coordinator" \
         "ConnectionStrings__RabbitMq=$TXCOORD_RABBITMQ" \
         "TxCoord__CoordinatorId=demo" \
+        "TxCoord__Participants__bank-a__ConnectionString=$bank_a" \
+        "TxCoord__Participants__bank-b__ConnectionString=$bank_b" \
         "ASPNETCORE_URLS=$dashboard_url" \
         -- dotnet "$coordinator"
     start_bg bank-a "$logs/bank-a.log" \
