@@ -78,6 +78,9 @@ internal static partial class Log
     [LoggerMessage(1105, LogLevel.Warning, "Transaction {TransactionId}: writing the abort row failed (attempt {Attempt}): {Error}; nobody is told 'aborted' until it is written, so it will be retried")]
     public static partial void AbortWriteFailed(ILogger logger, Exception? exception, TransactionId transactionId, int attempt, string error);
 
+    [LoggerMessage(1107, LogLevel.Error, "Transaction {TransactionId}: the journal refused the decision: {Error}; no commit decision exists, so the transaction aborts")]
+    public static partial void DecisionRefused(ILogger logger, TransactionId transactionId, string error);
+
     [LoggerMessage(1106, LogLevel.Warning, "Transaction {TransactionId}: not aborted: the journal already holds it as {JournalState}, written by an earlier run of this coordinator; finishing that instead")]
     public static partial void AbortFoundDecision(ILogger logger, TransactionId transactionId, JournalState journalState);
 

@@ -53,7 +53,7 @@ public sealed class JournalGroupCommitTests
         var refused = _journal.WriteCommitDecisionAsync(Decision(aborted), DateTimeOffset.UtcNow, CancellationToken.None);
         var accepted = others.Select(id => _journal.WriteCommitDecisionAsync(Decision(id), DateTimeOffset.UtcNow, CancellationToken.None)).ToArray();
 
-        Assert.ThrowsAsync<InvalidOperationException>(async () => await refused);
+        Assert.ThrowsAsync<JournalDecisionRefusedException>(async () => await refused);
         await Task.WhenAll(accepted);
         Assert.That(await CountAsync(others, "committing"), Is.EqualTo(others.Length));
         Assert.That((await _journal.FindAsync(aborted, CancellationToken.None))?.State, Is.EqualTo(JournalState.Aborted));

@@ -104,7 +104,7 @@ public sealed class ThreePhaseJournalTests
             Assert.That((await journal.FindAsync(committed, CancellationToken.None))!.State, Is.EqualTo(JournalState.Committing));
             Assert.That(
                 async () => await journal.WritePreCommitAsync(Decision(preCommitted), now, CancellationToken.None),
-                Throws.InvalidOperationException.With.Message.Contains("refusing to record PreCommit"));
+                Throws.TypeOf<JournalDecisionRefusedException>().With.Message.Contains("refusing to record PreCommit"));
         });
     }
 

@@ -150,6 +150,9 @@ internal sealed class ThreePhaseCommitEngine(EngineSettings settings) : ICommitP
                 };
                 return new Transition(preCommitting, [.. preCommitting.YesVoters.Select(p => new SendPreCommit(p))]);
 
+            case DecisionRefused refused:
+                return TransactionEngine.Abort(state, TwoPhaseCommitEngine.AbortedInJournal(refused), now);
+
             case PreCommitWriteFailed when state.RetryAt is null:
                 // It may be durable all the same: retry the same idempotent insert, never abort.
                 return Transition.Unchanged(state with

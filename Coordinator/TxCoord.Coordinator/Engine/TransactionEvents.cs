@@ -44,6 +44,12 @@ internal sealed record AbortWriteFailed(string Error) : TransactionEvent;
 /// </summary>
 internal sealed record JournalHoldsDecision(Recovered Row) : TransactionEvent;
 
+/// <summary>
+/// The commit decision (or 3PC PreCommit) was refused: the journal already holds the transaction
+/// as aborted, so no commit decision exists and it can only abort.
+/// </summary>
+internal sealed record DecisionRefused(string Error) : TransactionEvent;
+
 /// <summary>Time passed: deadlines and re-drives are checked against the <c>now</c> given with it.</summary>
 internal sealed record Tick : TransactionEvent;
 

@@ -128,6 +128,9 @@ internal sealed class TwoPhaseCommitEngine(EngineSettings settings) : ICommitPro
                 effects.AddRange(committing.YesVoters.Select(p => new SendCommit(p)));
                 return new Transition(committing, effects.ToImmutable());
 
+            case DecisionRefused refused:
+                return TransactionEngine.Abort(state, AbortedInJournal(refused), now);
+
             case DecisionWriteFailed when state.RetryAt is null:
                 // The write may have been durable all the same: never abort, retry the same
                 // idempotent insert after a back-off.
@@ -200,6 +203,10 @@ internal sealed class TwoPhaseCommitEngine(EngineSettings settings) : ICommitPro
         VoteReceived { Vote: Vote.Yes } vote => new Transition(state, [new SendAbort(vote.Participant, state.Reason ?? "aborted")]),
         _ => Transition.Unchanged(state),
     };
+
+    /// <summary>The reason of an abort whose commit decision the journal refused.</summary>
+    internal static string AbortedInJournal(DecisionRefused refused) =>
+        $"the journal already held the transaction as aborted when its commit decision was written ({refused.Error})";
 
     /// <summary>Every participant voted Yes or ReadOnly.</summary>
     private Transition AllVoted(TransactionState state, DateTimeOffset now)

@@ -31,7 +31,7 @@ internal interface ITransactionJournal
     /// method returned.
     /// </para>
     /// </summary>
-    /// <exception cref="InvalidOperationException">The journal already holds this transaction as aborted (a bug or a second owner): never commit it.</exception>
+    /// <exception cref="JournalDecisionRefusedException">The journal already holds this transaction as aborted (the recovery tool, an operator, or a second owner wrote it): never commit it; it can only abort.</exception>
     Task WriteCommitDecisionAsync(CommitDecision decision, DateTimeOffset now, CancellationToken cancellationToken);
 
     /// <summary>
@@ -44,7 +44,7 @@ internal interface ITransactionJournal
     /// PreCommit) or does not (and presumes abort); no participant was sent PreCommit either way.</para>
     /// <para>A 'committing' row is upgraded from 'precommitting' by <see cref="WriteCommitDecisionAsync"/>.</para>
     /// </summary>
-    /// <exception cref="InvalidOperationException">The journal already holds this transaction as aborted.</exception>
+    /// <exception cref="JournalDecisionRefusedException">The journal already holds this transaction as aborted.</exception>
     Task WritePreCommitAsync(CommitDecision decision, DateTimeOffset now, CancellationToken cancellationToken);
 
     /// <summary>

@@ -198,7 +198,7 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
                             SelectStateSql, new { TransactionId = decision.TransactionId.Value }, transaction));
                         if (ParseState(state) is not (JournalState.Committing or JournalState.Committed))
                         {
-                            throw new InvalidOperationException(
+                            throw new JournalDecisionRefusedException(
                                 $"Transaction {decision.TransactionId}: the journal already holds it as '{state}'; refusing to record a commit decision.");
                         }
                     }
@@ -230,7 +230,7 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
                             SelectStateSql, new { TransactionId = decision.TransactionId.Value }, transaction));
                         if (ParseState(state) is JournalState.Aborted)
                         {
-                            throw new InvalidOperationException(
+                            throw new JournalDecisionRefusedException(
                                 $"Transaction {decision.TransactionId}: the journal already holds it as '{state}'; refusing to record PreCommit.");
                         }
                     }

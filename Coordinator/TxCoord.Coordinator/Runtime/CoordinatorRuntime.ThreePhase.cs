@@ -156,6 +156,11 @@ internal sealed partial class CoordinatorRuntime
             CrashPoint.Hit(CrashPoints.CoordinatorAfterPreCommitDurable);
             return new PreCommitDurable();
         }
+        catch (JournalDecisionRefusedException refused)
+        {
+            Log.DecisionRefused(_logger, state.TransactionId, refused.Message);
+            return new DecisionRefused(refused.Message);
+        }
         catch (Exception ex)
         {
             // Including a cancellation: the write's outcome is unknown either way.

@@ -658,6 +658,12 @@ internal sealed partial class CoordinatorRuntime
                     Log.DecisionDurable(_logger, id, state.DecisionWriteAttempts);
                     return new DecisionDurable();
                 }
+                catch (JournalDecisionRefusedException refused)
+                {
+                    _monitor?.DecisionWritten(_time.GetElapsedTime(writeStarted), succeeded: false);
+                    Log.DecisionRefused(_logger, id, refused.Message);
+                    return new DecisionRefused(refused.Message);
+                }
                 catch (Exception ex)
                 {
                     // Including a cancellation: the write's outcome is unknown either way.

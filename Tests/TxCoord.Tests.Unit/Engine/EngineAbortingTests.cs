@@ -146,7 +146,61 @@ public sealed class EngineAbortingTests
         });
     }
 
+    [Test]
+    public void CommitDecisionRefusedBecauseTheJournalSaysAborted_Aborts_InsteadOfRetryingForever()
+    {
+        var refused = Deciding().Apply(new DecisionRefused("row says aborted"), T0.AddSeconds(1));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(refused.State.Phase, Is.EqualTo(TransactionPhase.Aborting));
+            Assert.That(refused.State.Reason, Does.Contain("already held the transaction as aborted"));
+            Assert.That(refused.Effects, Is.EqualTo(new TransactionEffect[] { new RecordAbort(refused.State.Reason!) }));
+        });
+    }
+
+    [Test]
+    public void ThreePhase_PreCommitRefusedBecauseTheJournalSaysAborted_Aborts()
+    {
+        var forcing = Rules.Begin(Tx, CommitProtocol.ThreePhase, new CommitRequested(List(A, B, C), null), T0)
+            .Apply(Yes(A)).Apply(Yes(B)).Apply(Yes(C));
+        Assert.That(forcing.State.Phase, Is.EqualTo(TransactionPhase.ForcingPreCommit));
+
+        var refused = forcing.Apply(new DecisionRefused("row says aborted"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(refused.State.Phase, Is.EqualTo(TransactionPhase.Aborting));
+            Assert.That(refused.Effects.OfType<SendPreCommit>(), Is.Empty);
+        });
+    }
+
     // ---- the driver ---------------------------------------------------------------------------
+
+    [Test]
+    public async Task Driver_AbortRowWrittenByAnOperatorWhileDeciding_EveryoneIsToldToAbort_AndTheInitiatorAborted()
+    {
+        var rig = new RuntimeRig();
+        var id = TransactionId.New();
+        rig.Journal.FailNextDecisionWrites = 1;
+        await rig.CommitAsync(id, RuntimeRig.Initiator(), A, B);
+        await rig.VoteAsync(id, A, Vote.Yes);
+        await rig.VoteAsync(id, B, Vote.Yes);
+
+        // While the decision write waits for its retry, someone (the recovery tool, an operator)
+        // records the transaction as aborted.
+        await rig.Journal.RecordAbortAsync(new AbortRecord(id, RuntimeRig.Coordinator, CommitProtocol.TwoPhase, [A, B], "operator", T0), T0, CancellationToken.None);
+        await rig.AdvanceAndTickAsync(Settings.RedriveInitialInterval);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(rig.Transport.SentOf<CommitBranch>(), Is.Empty);
+            Assert.That(rig.Transport.SentOf<AbortBranch>().Select(m => m.Participant), Is.EqualTo(new[] { A, B }));
+            Assert.That(rig.Transport.Replies.Single().Message.Outcome, Is.EqualTo(TransactionOutcome.Aborted));
+            Assert.That(rig.Journal.Rows[id].State, Is.EqualTo(JournalState.Aborted));
+            Assert.That(rig.Runtime.Find(id), Is.Null);
+        });
+    }
 
     [Test]
     public async Task Driver_AbortRowWriteFails_NothingIsSentNorAnswered_AndTheOutcomeIsPending_UntilTheRetrySucceeds()

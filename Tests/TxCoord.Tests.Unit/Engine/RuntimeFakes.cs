@@ -31,7 +31,7 @@ internal sealed class FakeJournal(List<string> trace) : ITransactionJournal
         {
             if (Rows.TryGetValue(decision.TransactionId, out var existing) && existing.State == JournalState.Aborted)
             {
-                throw new InvalidOperationException("aborted row");
+                throw new JournalDecisionRefusedException("aborted row");
             }
 
             var committing = new JournalEntry(
@@ -68,7 +68,7 @@ internal sealed class FakeJournal(List<string> trace) : ITransactionJournal
 
         if (Rows.TryGetValue(decision.TransactionId, out var existing) && existing.State == JournalState.Aborted)
         {
-            throw new InvalidOperationException("aborted row");
+            throw new JournalDecisionRefusedException("aborted row");
         }
 
         Rows.TryAdd(decision.TransactionId, new JournalEntry(
