@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using TxCoord.Contracts;
 using TxCoord.Faults;
 using TxCoord.Participants.Initiator;
@@ -71,6 +72,8 @@ public static class TxCoordBusConfiguratorExtensions
     {
         ArgumentNullException.ThrowIfNull(configurator);
         ArgumentNullException.ThrowIfNull(context);
+        var deliveryLogger = context.GetService<ILoggerFactory>()?.CreateLogger("TxCoord.Participants.DeliveryWatch") ?? NullLogger.Instance;
+        var time = context.GetService<TimeProvider>() ?? TimeProvider.System;
         foreach (var participant in context.GetServices<ParticipantRuntime>())
         {
             configurator.ReceiveEndpoint(TxCoordQueues.Participant(participant.Id), endpoint =>
@@ -79,6 +82,8 @@ public static class TxCoordBusConfiguratorExtensions
                 endpoint.ConfigureConsumeTopology = false;
                 endpoint.PrefetchCount = participant.Options.ConcurrentMessageLimit;
                 endpoint.ConcurrentMessageLimit = participant.Options.ConcurrentMessageLimit;
+                // Before the fault filter, so a message the fault seam holds up counts as a slow handler.
+                endpoint.UseTxCoordDeliveryWatch(participant.Id.Value, deliveryLogger, time);
                 endpoint.UseTxCoordBusFaults();
                 endpoint.Handler<PrepareBranch>(participant.HandlePrepareAsync);
                 endpoint.Handler<CommitBranch>(participant.HandleCommitAsync);

@@ -11,6 +11,8 @@ namespace TxCoord.Faults;
 /// <item><c>duplicate</c>: handles it twice, the second time after the milliseconds given (default 0);</item>
 /// <item><c>delay</c>: handles it after the milliseconds given, so later messages overtake it (reorder);</item>
 /// <item><c>throw</c>: throws before the handler, like a poison message (retry policy, then the error queue).</item>
+/// <item><c>stall</c>: handles it at once, then keeps the delivery unacknowledged for the milliseconds
+/// given, ignoring cancellation: a handler with a slow tail that does not watch its token.</item>
 /// </list>
 /// Dropping on the receiving side covers both a lost request and a lost reply: drop the reply's
 /// type at the process that receives it. Unset: nothing is added to the pipeline.
@@ -23,10 +25,11 @@ internal static class BusFaults
     public const string Duplicate = "duplicate";
     public const string Delay = "delay";
     public const string Throw = "throw";
+    public const string Stall = "stall";
 
-    private static readonly string[] Actions = [Drop, Duplicate, Delay, Throw];
+    private static readonly string[] Actions = [Drop, Duplicate, Delay, Throw, Stall];
 
-    private static readonly FaultRuleSet? Rules = FaultRuleSet.Parse(Variable, Environment.GetEnvironmentVariable(Variable), Actions, null, [Delay]);
+    private static readonly FaultRuleSet? Rules = FaultRuleSet.Parse(Variable, Environment.GetEnvironmentVariable(Variable), Actions, null, [Delay, Stall]);
 
     public static bool IsArmed => Rules is not null;
 
@@ -88,6 +91,10 @@ internal static class BusFaults
                 case Delay:
                     await Task.Delay(rule.Delay, TimeProvider.System, context.CancellationToken);
                     await next.Send(context);
+                    return;
+                case Stall:
+                    await next.Send(context);
+                    await Task.Delay(rule.Delay, TimeProvider.System, CancellationToken.None);
                     return;
                 default:
                     throw new InvalidOperationException($"injected fault: {typeof(T).Name} {context.MessageId} is poison ({Variable})");

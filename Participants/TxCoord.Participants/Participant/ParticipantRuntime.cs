@@ -104,6 +104,9 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         await context.RespondAsync(new WorkCompleted { TransactionId = transactionId, Participant = Id, Succeeded = refusal is null, Reason = refusal });
     }
 
+    private const string WorkStoppedReason =
+        "the work handler was stopped half-way (its delivery was given up: the broker's consumer timeout, a lost channel or a shutdown); the branch rolled back";
+
     private async Task<string?> RunWorkAsync<TMessage>(Branch branch, TimeSpan timeout, TMessage message, WorkHandler<TMessage> handler, CancellationToken cancellationToken)
         where TMessage : class
     {
@@ -151,6 +154,18 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         {
             result = WorkResult.Refuse($"the work handler failed: {e.GetType().Name}: {e.Message}");
             Log.WorkHandlerFailed(_logger, e, gid.Transaction, Id.Value);
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopped half-way: the transport gave the delivery up (the broker's consumer timeout
+            // closed the channel, the connection was lost, the host stops) and will deliver it
+            // again. How much of this message's work is in the branch is unknown: a statement
+            // cancelled mid-flight aborts the transaction, one cancelled between statements leaves
+            // part of the work in it (and a handler's duplicate check would then skip the rest on
+            // the redelivery). The branch cannot go on: it rolls back, the redelivery is refused.
+            DeliveryWatch.WorkStopped(_logger, gid.Transaction, Id.Value);
+            await RollBackWorkingAsync(branch, WorkStoppedReason, CancellationToken.None);
+            throw;
         }
 
         if (result.Succeeded)

@@ -26,6 +26,12 @@ internal sealed record BankSystemOptions
     public bool JournalOnCrashServer { get; init; }
 
     /// <summary>
+    /// A fixture's own server set (servers configured unlike the crash set's): the journal, both
+    /// banks and the bus all live there. Null: the crash set (and the stable journal server).
+    /// </summary>
+    public ServiceSet? Services { get; init; }
+
+    /// <summary>
     /// Generous by default: on two cores shared with the other test assemblies, a first
     /// transaction (cold JIT in three processes) can take seconds. Tests that want the timeout
     /// (and expect an abort) shorten it.
@@ -111,6 +117,10 @@ internal sealed class BankSystem : IAsyncDisposable
     public IBus Bus => _initiatorHost!.Services.GetRequiredService<IBus>();
 
     public BankSystemOptions Options => _options;
+
+    private Uri RabbitMq => _options.Services?.RabbitMq ?? CrashServices.RabbitMq;
+
+    private string BankServer => _options.Services?.PostgreSql ?? CrashServices.PostgreSql;
 
     /// <summary>Creates and seeds the databases and starts the initiator; no process runs yet.</summary>
     public static async Task<BankSystem> CreateAsync(BankSystemOptions? options = null)
@@ -392,7 +402,7 @@ internal sealed class BankSystem : IAsyncDisposable
 
     private Dictionary<string, string> ProcessEnvironment(Role role)
     {
-        var rabbitMq = CrashServices.RabbitMq.ToString();
+        var rabbitMq = RabbitMq.ToString();
         if (role == Role.Coordinator)
         {
             return new()
@@ -423,10 +433,11 @@ internal sealed class BankSystem : IAsyncDisposable
 
     private async Task CreateDatabasesAsync()
     {
-        var journalServer = _options.JournalOnCrashServer ? CrashServices.PostgreSql : CrashServices.StablePostgreSql;
+        var journalServer = _options.Services?.PostgreSql
+            ?? (_options.JournalOnCrashServer ? CrashServices.PostgreSql : CrashServices.StablePostgreSql);
         JournalConnectionString = await CrashServices.CreateDatabaseAsync(journalServer, $"crash_{Suffix}_journal");
-        BankAConnectionString = await CrashServices.CreateDatabaseAsync(CrashServices.PostgreSql, $"crash_{Suffix}_a");
-        BankBConnectionString = await CrashServices.CreateDatabaseAsync(CrashServices.PostgreSql, $"crash_{Suffix}_b");
+        BankAConnectionString = await CrashServices.CreateDatabaseAsync(BankServer, $"crash_{Suffix}_a");
+        BankBConnectionString = await CrashServices.CreateDatabaseAsync(BankServer, $"crash_{Suffix}_b");
         BankADataSource = NpgsqlDataSource.Create(BankAConnectionString);
         BankBDataSource = NpgsqlDataSource.Create(BankBConnectionString);
         await BankSchema.SeedAsync(BankADataSource, _options.Accounts, _options.InitialBalance);
@@ -449,7 +460,7 @@ internal sealed class BankSystem : IAsyncDisposable
             o.WorkTimeout = TimeSpan.FromSeconds(15);
             o.CommitTimeout = _options.CommitTimeout;
         });
-        builder.Services.AddMassTransit(x => x.UsingRabbitMq((_, cfg) => cfg.Host(CrashServices.RabbitMq)));
+        builder.Services.AddMassTransit(x => x.UsingRabbitMq((_, cfg) => cfg.Host(RabbitMq)));
         builder.Services.Configure<MassTransitHostOptions>(o =>
         {
             o.WaitUntilStarted = true;
