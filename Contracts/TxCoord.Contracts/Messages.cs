@@ -18,6 +18,14 @@ public sealed record CommitTransaction
 
     /// <summary>When the whole transaction must be decided by; past it, the coordinator aborts.</summary>
     public DateTimeOffset Deadline { get; init; }
+
+    /// <summary>
+    /// Early prepare (2PC only): the participants, among <see cref="Participants"/>, whose
+    /// <see cref="WorkCompleted"/> said their branch prepared right after the work. The initiator
+    /// relays their Yes votes: the coordinator sends them no <see cref="PrepareBranch"/>. Empty
+    /// (the default): every participant is asked to prepare.
+    /// </summary>
+    public IReadOnlyList<ParticipantId> Prepared { get; init; } = [];
 }
 
 /// <summary>Asks the coordinator to abort a transaction. Answered by <see cref="TransactionCompleted"/>.</summary>
@@ -66,6 +74,22 @@ public static class TxCoordHeaders
     public const string TransactionId = "TxCoord-TransactionId";
     public const string CoordinatorId = "TxCoord-CoordinatorId";
     public const string BranchTimeoutMs = "TxCoord-BranchTimeoutMs";
+
+    /// <summary>
+    /// Early prepare: <c>true</c> asks the participant to prepare its branch right after this
+    /// work, exactly as <see cref="PrepareBranch"/> would, and to say so in
+    /// <see cref="WorkCompleted.Prepared"/>. Sent with <see cref="Protocol"/> and <see cref="Participants"/>.
+    /// </summary>
+    public const string Prepare = "TxCoord-Prepare";
+
+    /// <summary>Early prepare: the transaction's protocol (<see cref="CommitProtocol"/> name); only TwoPhase prepares early.</summary>
+    public const string Protocol = "TxCoord-Protocol";
+
+    /// <summary>
+    /// Early prepare: every participant of the transaction, comma-separated (participant ids
+    /// cannot contain a comma), as <see cref="PrepareBranch.Participants"/> would carry them.
+    /// </summary>
+    public const string Participants = "TxCoord-Participants";
 }
 
 /// <summary>A participant's answer to one work message.</summary>
@@ -77,6 +101,14 @@ public sealed record WorkCompleted
 
     /// <summary>Why the work was refused or failed; null when it succeeded.</summary>
     public string? Reason { get; init; }
+
+    /// <summary>
+    /// Early prepare: true when the branch prepared right after this work (asked with
+    /// <see cref="TxCoordHeaders.Prepare"/>): a Yes vote, durable, that the initiator relays in
+    /// <see cref="CommitTransaction.Prepared"/>. False for plain work (and from participants
+    /// that do not know early prepare: they are asked to prepare as usual).
+    /// </summary>
+    public bool Prepared { get; init; }
 }
 
 // ---- coordinator -> participant -----------------------------------------------------

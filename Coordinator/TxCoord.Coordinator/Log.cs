@@ -15,6 +15,9 @@ internal static partial class Log
     [LoggerMessage(1000, LogLevel.Debug, "Transaction {TransactionId}: commit requested ({Protocol}) with participants {Participants}")]
     public static partial void CommitRequested(ILogger logger, TransactionId transactionId, CommitProtocol protocol, string participants);
 
+    [LoggerMessage(1010, LogLevel.Debug, "Transaction {TransactionId}: early prepare: the initiator relays the Yes votes of {Participants}, which are not asked to prepare")]
+    public static partial void EarlyPreparedVotesRelayed(ILogger logger, TransactionId transactionId, string participants);
+
     [LoggerMessage(1001, LogLevel.Debug, "Transaction {TransactionId}: {Phase}")]
     public static partial void PhaseChanged(ILogger logger, TransactionId transactionId, TransactionPhase phase);
 

@@ -15,8 +15,8 @@ namespace TxCoord.Bench;
 /// </summary>
 internal sealed class BenchRun(BenchArguments arguments, BenchEnvironment environment, TextWriter output)
 {
-    /// <summary>The order variants run in: B3 and B4 share their service processes, which stop before B3e.</summary>
-    private static readonly ImmutableArray<string> RunOrder = ["B1", "B1'", "B2", "B2ts", "B3", "B4", "B3e"];
+    /// <summary>The order variants run in: B3, B3p and B4 share their service processes, which stop before B3e.</summary>
+    private static readonly ImmutableArray<string> RunOrder = ["B1", "B1'", "B2", "B2ts", "B3", "B3p", "B4", "B3e", "B3ep"];
 
     private static readonly TimeSpan PhaseTwoTimeout = TimeSpan.FromSeconds(60);
 
@@ -70,13 +70,13 @@ internal sealed class BenchRun(BenchArguments arguments, BenchEnvironment enviro
         {
             foreach (var id in RunOrder.Where(arguments.Variants.Contains))
             {
-                if (id == "B3e" && cluster is not null)
+                if (id is "B3e" or "B3ep" && cluster is not null)
                 {
                     await cluster.DisposeAsync(); // the services of B3/B4 must not share the CPU with B3e
                     cluster = null;
                 }
 
-                if (id is "B3" or "B4")
+                if (id is "B3" or "B3p" or "B4")
                 {
                     cluster ??= new BusCluster(environment, counters);
                 }
@@ -157,6 +157,8 @@ internal sealed class BenchRun(BenchArguments arguments, BenchEnvironment enviro
         "B3" => new BusVariant(cluster!, CommitProtocol.TwoPhase),
         "B4" => new BusVariant(cluster!, CommitProtocol.ThreePhase),
         "B3e" => new EmbeddedVariant(environment, counters),
+        "B3p" => new BusVariant(cluster!, CommitProtocol.TwoPhase, earlyPrepare: true),
+        "B3ep" => new EmbeddedVariant(environment, counters, earlyPrepare: true),
         _ => throw new ArgumentOutOfRangeException(nameof(id), id, "unknown variant"),
     };
 

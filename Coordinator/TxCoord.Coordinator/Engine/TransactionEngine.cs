@@ -56,6 +56,25 @@ internal sealed class TransactionEngine
             return AbortUnknown(transactionId, protocol, request.Participants, $"protocol {protocol} is not supported by this coordinator", now);
         }
 
+        var prepared = request.PreparedOrEmpty;
+        if (!prepared.IsEmpty && protocol != CommitProtocol.TwoPhase)
+        {
+            return AbortUnknown(transactionId, protocol, request.Participants, $"early prepare (Yes votes relayed by the initiator) is for 2PC only, not {protocol}", now);
+        }
+
+        foreach (var participant in prepared)
+        {
+            if (!request.Participants.Contains(participant))
+            {
+                return AbortUnknown(
+                    transactionId,
+                    protocol,
+                    [.. request.Participants, .. prepared],
+                    $"participant '{participant.Value}' is named as prepared but is not among the transaction's participants",
+                    now);
+            }
+        }
+
         return engine.Begin(transactionId, request, now);
     }
 

@@ -11,7 +11,16 @@ internal abstract record TransactionEvent;
 /// duplicate (answered with the outcome once there is one).
 /// </summary>
 /// <param name="Deadline">When the transaction must be decided by; null for the configured default.</param>
-internal sealed record CommitRequested(ImmutableArray<ParticipantId> Participants, DateTimeOffset? Deadline) : TransactionEvent;
+/// <param name="Prepared">
+/// Early prepare (2PC): participants whose Yes vote the initiator relays (their branch prepared
+/// right after its work); they get no PrepareBranch. Default or empty: none.
+/// </param>
+internal sealed record CommitRequested(
+    ImmutableArray<ParticipantId> Participants, DateTimeOffset? Deadline, ImmutableArray<ParticipantId> Prepared = default) : TransactionEvent
+{
+    /// <summary><see cref="Prepared"/> without duplicates, never default.</summary>
+    public ImmutableArray<ParticipantId> PreparedOrEmpty => Prepared.IsDefault ? [] : [.. Prepared.Distinct()];
+}
 
 /// <summary>The initiator asks to abort.</summary>
 internal sealed record RollbackRequested(string? Reason) : TransactionEvent;

@@ -32,12 +32,20 @@ internal sealed class TwoPhaseCommitEngine(EngineSettings settings) : ICommitPro
             return TransactionEngine.Abort(state, "the transaction deadline had passed when the commit was requested", now);
         }
 
-        if (state.Participants.IsEmpty)
+        // Early prepare: the initiator relays the Yes votes its participants gave with their work
+        // (their branches are prepared, durably); only the others are asked to prepare.
+        var preVoted = request.PreparedOrEmpty.Where(state.Participants.Contains).ToList();
+        if (preVoted.Count > 0)
+        {
+            state = state with { Votes = preVoted.ToImmutableDictionary(p => p, _ => Vote.Yes) };
+        }
+
+        if (!state.NotVoted.Any())
         {
             return AllVoted(state, now);
         }
 
-        return new Transition(state, [.. state.Participants.Select(p => new SendPrepare(p))]);
+        return new Transition(state, [.. state.NotVoted.Select(p => new SendPrepare(p))]);
     }
 
     public Transition Recover(TransactionId transactionId, Recovered recovered, DateTimeOffset now)

@@ -132,7 +132,8 @@ internal sealed partial class CoordinatorRuntime
     {
         var id = message.TransactionId;
         var participants = (message.Participants ?? []).ToImmutableArray();
-        var request = new CommitRequested(participants, message.Deadline == default ? null : message.Deadline);
+        var prepared = (message.Prepared ?? []).ToImmutableArray();
+        var request = new CommitRequested(participants, message.Deadline == default ? null : message.Deadline, prepared);
         return WithEntryAsync(id, async entry =>
         {
             entry.AddReplyTarget(replyTo);
@@ -167,6 +168,11 @@ internal sealed partial class CoordinatorRuntime
             }
 
             Log.CommitRequested(_logger, id, message.Protocol, Join(participants));
+            if (!prepared.IsEmpty)
+            {
+                Log.EarlyPreparedVotesRelayed(_logger, id, Join(prepared));
+            }
+
             await RunAsync(entry, _engine.Begin(id, message.Protocol, request, Now), cancellationToken);
         }, cancellationToken);
     }

@@ -8,11 +8,20 @@ namespace TxCoord.Participants.Initiator;
 /// but work may be sent to several participants at once.
 /// </summary>
 internal sealed class GlobalTransaction(
-    TransactionInitiator initiator, TransactionId id, CommitProtocol protocol, DateTimeOffset deadline, TimeSpan timeout)
+    TransactionInitiator initiator,
+    TransactionId id,
+    CommitProtocol protocol,
+    DateTimeOffset deadline,
+    TimeSpan timeout,
+    IReadOnlyList<ParticipantId>? declaredParticipants = null)
     : IGlobalTransaction
 {
     private readonly Lock _gate = new();
     private readonly List<ParticipantId> _participants = [];
+
+    /// <summary>Early prepare: the participants whose answer said their branch is prepared (their Yes votes).</summary>
+    private readonly List<ParticipantId> _prepared = [];
+    private bool _earlyPrepareAsked;
     private string? _failure;
     private CommitResult? _result;
     private bool _commitRequested;
@@ -32,18 +41,48 @@ internal sealed class GlobalTransaction(
         }
     }
 
-    public async Task<WorkResult> SendAsync<TMessage>(string participant, TMessage message, CancellationToken cancellationToken = default)
+    public Task<WorkResult> SendAsync<TMessage>(string participant, TMessage message, CancellationToken cancellationToken = default)
+        where TMessage : class =>
+        SendAsync(participant, message, prepare: false, cancellationToken);
+
+    public async Task<WorkResult> SendAsync<TMessage>(string participant, TMessage message, bool prepare, CancellationToken cancellationToken = default)
         where TMessage : class
     {
         ArgumentNullException.ThrowIfNull(message);
         BranchGid.EnsureValidName(participant, "participant name");
         var participantId = new ParticipantId(participant);
+        if (prepare && protocol != CommitProtocol.TwoPhase)
+        {
+            throw new InvalidOperationException($"Transaction {id}: early prepare (SendAsync with prepare: true) is for 2PC only; this transaction runs {protocol}.");
+        }
+
+        if (prepare && declaredParticipants is null)
+        {
+            throw new InvalidOperationException(
+                $"Transaction {id}: early prepare needs every participant declared at Begin (TransactionOptions.Participants): a prepared branch must know its peers.");
+        }
+
         lock (_gate)
         {
             if (_result is not null || _commitRequested)
             {
                 throw new InvalidOperationException($"Transaction {id} is already {(_result?.Outcome.ToString() ?? "committing")}: no more work can be sent.");
             }
+
+            if (declaredParticipants is not null && !declaredParticipants.Contains(participantId))
+            {
+                throw new InvalidOperationException(
+                    $"Transaction {id}: participant {participant} is not among the participants declared at Begin ({string.Join(", ", declaredParticipants)}).");
+            }
+
+            if (_prepared.Contains(participantId))
+            {
+                throw new InvalidOperationException($"Transaction {id}: participant {participant} prepared its branch early: it takes no more work.");
+            }
+
+            // Set before the message leaves: a branch may be prepared with the declared peers even
+            // if its answer never arrives, so the commit must then name exactly those peers.
+            _earlyPrepareAsked |= prepare;
 
             // Enlist before sending: a participant that never answers may still have done the work.
             if (!_participants.Contains(participantId))
@@ -62,9 +101,19 @@ internal sealed class GlobalTransaction(
                     context.Headers.Set(TxCoordHeaders.TransactionId, id.Value.ToString());
                     context.Headers.Set(TxCoordHeaders.CoordinatorId, initiator.Coordinator.Value);
                     context.Headers.Set(TxCoordHeaders.BranchTimeoutMs, (long)timeout.TotalMilliseconds);
+                    if (prepare)
+                    {
+                        context.Headers.Set(TxCoordHeaders.Prepare, true);
+                        context.Headers.Set(TxCoordHeaders.Protocol, protocol.ToString());
+                        context.Headers.Set(TxCoordHeaders.Participants, string.Join(',', declaredParticipants!.Select(p => p.Value)));
+                    }
                 }),
                 cancellationToken);
-            result = new WorkResult(response.Message.Succeeded, response.Message.Reason);
+            result = new WorkResult(response.Message.Succeeded, response.Message.Reason)
+            {
+                // A participant that does not know early prepare answers without Prepared: it is asked to prepare as usual.
+                Prepared = prepare && response.Message.Succeeded && response.Message.Prepared,
+            };
         }
         catch (RequestTimeoutException)
         {
@@ -77,6 +126,13 @@ internal sealed class GlobalTransaction(
             lock (_gate)
             {
                 _failure ??= $"work at {participant} failed: {result.Reason}";
+            }
+        }
+        else if (result.Prepared)
+        {
+            lock (_gate)
+            {
+                _prepared.Add(participantId);
             }
         }
 
@@ -103,6 +159,28 @@ internal sealed class GlobalTransaction(
         }
 
         var participants = Participants;
+        IReadOnlyList<ParticipantId> prepared;
+        bool earlyPrepareAsked;
+        lock (_gate)
+        {
+            prepared = [.. _prepared];
+            earlyPrepareAsked = _earlyPrepareAsked;
+        }
+
+        if (earlyPrepareAsked)
+        {
+            // The early-prepared branches recorded the declared participants as their peers: the
+            // coordinator must run the transaction over exactly those, each with its branch.
+            var idle = declaredParticipants!.Where(p => !participants.Contains(p)).ToList();
+            if (idle.Count > 0)
+            {
+                return await RollbackAsync(
+                    $"early prepare: participants declared at Begin were sent no work: {string.Join(", ", idle)}", cancellationToken);
+            }
+
+            participants = declaredParticipants!;
+        }
+
         if (participants.Count == 0)
         {
             return Complete(new CommitResult(id, CommitOutcome.Committed, "no participant did any work"));
@@ -113,7 +191,7 @@ internal sealed class GlobalTransaction(
         try
         {
             var response = await initiator.Request<CommitTransaction>(timeout).GetResponse<TransactionCompleted>(
-                new CommitTransaction { TransactionId = id, Participants = participants, Protocol = protocol, Deadline = deadline },
+                new CommitTransaction { TransactionId = id, Participants = participants, Protocol = protocol, Deadline = deadline, Prepared = prepared },
                 cancellationToken);
             return Complete(ToResult(response.Message));
         }

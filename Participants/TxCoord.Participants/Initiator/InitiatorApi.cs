@@ -32,6 +32,23 @@ public interface IGlobalTransaction : IAsyncDisposable
         where TMessage : class;
 
     /// <summary>
+    /// Sends one work message; with <paramref name="prepare"/> true the participant also prepares
+    /// its branch right after the work (early prepare, 2PC only) and its answer is its Yes vote
+    /// (<see cref="WorkResult.Prepared"/>), which <see cref="CommitAsync"/> hands to the coordinator
+    /// instead of a Prepare round trip. Send it as the last work to that participant: a prepared
+    /// branch takes no more work (sending more throws), and it holds its locks from the work until
+    /// the decision, as any prepared branch does. Needs the transaction's participants declared at
+    /// Begin (<see cref="TransactionOptions.Participants"/>): a prepared branch must know its peers.
+    /// A participant that prepared but whose commit does not come within its decision timeout asks
+    /// the coordinator, which then records the transaction aborted.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">
+    /// Early prepare asked for a 3PC transaction, or without the participants declared at Begin.
+    /// </exception>
+    Task<WorkResult> SendAsync<TMessage>(string participant, TMessage message, bool prepare, CancellationToken cancellationToken = default)
+        where TMessage : class;
+
+    /// <summary>
     /// Asks the coordinator to commit. Committed means durable in the coordinator's journal and
     /// certain to reach every participant; Aborted is definite; InDoubt means the answer did not
     /// arrive in time: ask again with <see cref="ITransactionInitiator.GetOutcomeAsync"/>.
@@ -50,11 +67,24 @@ public sealed record TransactionOptions
 
     /// <summary>How long the whole transaction may take, work included; null takes the initiator's default.</summary>
     public TimeSpan? Timeout { get; init; }
+
+    /// <summary>
+    /// Every participant the transaction will send work to, declared up front; null (the default):
+    /// participants enlist as work is sent. Needed for early prepare
+    /// (<see cref="IGlobalTransaction.SendAsync{TMessage}(string, TMessage, bool, CancellationToken)"/>):
+    /// a prepared branch must know its peers. When declared, work to any other participant is
+    /// refused, and once a participant was asked to prepare early, committing with a declared
+    /// participant that got no work rolls back.
+    /// </summary>
+    public IReadOnlyList<string>? Participants { get; init; }
 }
 
 /// <summary>A participant's answer to one work message.</summary>
 public sealed record WorkResult(bool Succeeded, string? Reason = null)
 {
+    /// <summary>Early prepare: the participant prepared its branch right after the work (its Yes vote).</summary>
+    public bool Prepared { get; init; }
+
     public static WorkResult Success { get; } = new(true);
 
     /// <summary>The work is refused (a business rule, e.g. insufficient funds): the branch rolls back.</summary>

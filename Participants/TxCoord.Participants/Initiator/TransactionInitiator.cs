@@ -27,7 +27,23 @@ internal sealed class TransactionInitiator(
             throw new ArgumentException($"The transaction timeout must be positive (was {timeout}).", nameof(transactionOptions));
         }
 
-        return new GlobalTransaction(this, TransactionId.New(), transactionOptions.Protocol, time.GetUtcNow() + timeout, timeout);
+        IReadOnlyList<ParticipantId>? participants = null;
+        if (transactionOptions.Participants is { } declared)
+        {
+            if (declared.Count == 0)
+            {
+                throw new ArgumentException("TransactionOptions.Participants, when set, must name at least one participant.", nameof(transactionOptions));
+            }
+
+            foreach (var name in declared)
+            {
+                BranchGid.EnsureValidName(name, "participant name in TransactionOptions.Participants");
+            }
+
+            participants = [.. declared.Distinct(StringComparer.Ordinal).Select(name => new ParticipantId(name))];
+        }
+
+        return new GlobalTransaction(this, TransactionId.New(), transactionOptions.Protocol, time.GetUtcNow() + timeout, timeout, participants);
     }
 
     public async Task<CommitResult> GetOutcomeAsync(TransactionId transactionId, CancellationToken cancellationToken = default)

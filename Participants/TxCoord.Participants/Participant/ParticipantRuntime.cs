@@ -88,12 +88,23 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
             return;
         }
 
+        if (!TryReadEarlyPrepare(context, coordinator, transactionId, out var earlyPrepare, out var prepareError))
+        {
+            Log.WorkRejected(_logger, Id.Value, typeof(TMessage).Name, prepareError);
+            await context.RespondAsync(new WorkCompleted { TransactionId = transactionId, Participant = Id, Succeeded = false, Reason = prepareError });
+            return;
+        }
+
         var gid = BranchGid.Create(coordinator, transactionId, Id);
         var branch = await _branches.AcquireAsync(gid, cancellationToken);
         string? refusal;
         try
         {
             refusal = await RunWorkAsync(branch, timeout, context.Message, handler, cancellationToken);
+            if (refusal is null && earlyPrepare is not null)
+            {
+                refusal = await PrepareEarlyAsync(branch, earlyPrepare);
+            }
         }
         finally
         {
@@ -101,7 +112,10 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         }
 
         CrashPoint.Hit(CrashPoints.ParticipantAfterWork);
-        await context.RespondAsync(new WorkCompleted { TransactionId = transactionId, Participant = Id, Succeeded = refusal is null, Reason = refusal });
+        await context.RespondAsync(new WorkCompleted
+        {
+            TransactionId = transactionId, Participant = Id, Succeeded = refusal is null, Reason = refusal, Prepared = refusal is null && earlyPrepare is not null,
+        });
     }
 
     private const string WorkStoppedReason =

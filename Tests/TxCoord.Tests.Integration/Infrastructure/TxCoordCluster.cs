@@ -61,6 +61,9 @@ internal sealed class TxCoordCluster : IAsyncDisposable
 
     public ITransactionInitiator Initiator => (_initiatorHost ?? _coordinatorHost)!.Services.GetRequiredService<ITransactionInitiator>();
 
+    /// <summary>The running coordinator's bus (in the embedded mode, the one bus of everything), e.g. to observe what it sends.</summary>
+    public IBus CoordinatorBus => _coordinatorHost!.Services.GetRequiredService<IBus>();
+
     public static async Task<TxCoordCluster> StartAsync(ClusterOptions? options = null)
     {
         var cluster = new TxCoordCluster(options ?? new ClusterOptions());

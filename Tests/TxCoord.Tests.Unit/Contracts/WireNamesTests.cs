@@ -49,6 +49,46 @@ public sealed class WireNamesTests
     }
 
     [Test]
+    public void WorkHeaders_KeepTheirWireNames()
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.That(TxCoordHeaders.TransactionId, Is.EqualTo("TxCoord-TransactionId"));
+            Assert.That(TxCoordHeaders.CoordinatorId, Is.EqualTo("TxCoord-CoordinatorId"));
+            Assert.That(TxCoordHeaders.BranchTimeoutMs, Is.EqualTo("TxCoord-BranchTimeoutMs"));
+            Assert.That(TxCoordHeaders.Prepare, Is.EqualTo("TxCoord-Prepare"));
+            Assert.That(TxCoordHeaders.Protocol, Is.EqualTo("TxCoord-Protocol"));
+            Assert.That(TxCoordHeaders.Participants, Is.EqualTo("TxCoord-Participants"));
+        });
+    }
+
+    [Test]
+    public void EarlyPrepareFields_RoundTripAndDefaultToNoneForOldSenders()
+    {
+        var commit = new CommitTransaction
+        {
+            TransactionId = TransactionId.New(),
+            Participants = [new ParticipantId("bank-a"), new ParticipantId("bank-b")],
+            Prepared = [new ParticipantId("bank-a")],
+        };
+        var back = JsonSerializer.Deserialize<CommitTransaction>(JsonSerializer.Serialize(commit, SystemTextJsonMessageSerializer.Options), SystemTextJsonMessageSerializer.Options)!;
+        // An old sender's message has no "prepared" property at all.
+        var oldJson = System.Text.Json.Nodes.JsonNode.Parse(JsonSerializer.Serialize(commit with { Prepared = [] }, SystemTextJsonMessageSerializer.Options))!.AsObject();
+        Assert.That(oldJson.Remove("prepared"), Is.True, "the property's wire name is 'prepared'");
+        var old = JsonSerializer.Deserialize<CommitTransaction>(oldJson.ToJsonString(), SystemTextJsonMessageSerializer.Options)!;
+        var work = JsonSerializer.Deserialize<WorkCompleted>(
+            JsonSerializer.Serialize(new WorkCompleted { TransactionId = commit.TransactionId, Participant = new ParticipantId("bank-a"), Succeeded = true, Prepared = true }, SystemTextJsonMessageSerializer.Options),
+            SystemTextJsonMessageSerializer.Options)!;
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(back.Prepared, Is.EqualTo(commit.Prepared));
+            Assert.That(old.Prepared, Is.Empty);
+            Assert.That(work.Prepared, Is.True);
+        });
+    }
+
+    [Test]
     public void Enums_KeepTheirWireValues()
     {
         Assert.Multiple(() =>

@@ -17,15 +17,23 @@ internal static class TxCoordTransfer
 
     public const string CreditParticipant = BankReadiness.DefaultCreditParticipant;
 
-    public static async Task<TransferResult> RunAsync(ITransactionInitiator initiator, CommitProtocol protocol, Transfer transfer, CancellationToken cancellationToken)
+    /// <param name="earlyPrepare">Each bank prepares right after its work (early prepare, 2PC): no Prepare round.</param>
+    public static async Task<TransferResult> RunAsync(
+        ITransactionInitiator initiator, CommitProtocol protocol, Transfer transfer, CancellationToken cancellationToken, bool earlyPrepare = false)
     {
-        var transaction = initiator.Begin(new TransactionOptions { Protocol = protocol });
+        var transaction = initiator.Begin(new TransactionOptions
+        {
+            Protocol = protocol,
+            Participants = earlyPrepare ? [DebitParticipant, CreditParticipant] : null,
+        });
         var commitAsked = false;
         try
         {
             var results = await Task.WhenAll(
-                transaction.SendAsync(DebitParticipant, new DebitAccount { TransferId = transfer.TransferId, AccountId = transfer.From, Amount = transfer.Amount }, cancellationToken),
-                transaction.SendAsync(CreditParticipant, new CreditAccount { TransferId = transfer.TransferId, AccountId = transfer.To, Amount = transfer.Amount }, cancellationToken));
+                transaction.SendAsync(
+                    DebitParticipant, new DebitAccount { TransferId = transfer.TransferId, AccountId = transfer.From, Amount = transfer.Amount }, earlyPrepare, cancellationToken),
+                transaction.SendAsync(
+                    CreditParticipant, new CreditAccount { TransferId = transfer.TransferId, AccountId = transfer.To, Amount = transfer.Amount }, earlyPrepare, cancellationToken));
 
             // After a refusal this rolls back: the refusing branch is gone, the transaction can only abort.
             commitAsked = true;
@@ -178,13 +186,15 @@ internal sealed class BusCluster(BenchEnvironment environment, InProcessCounters
     }
 }
 
-/// <summary>B3 (2PC) and B4 (3PC): TxCoord through the coordinator service over RabbitMQ.</summary>
-internal sealed class BusVariant(BusCluster cluster, CommitProtocol protocol) : IVariant
+/// <summary>B3 (2PC), B3p (2PC with early prepare) and B4 (3PC): TxCoord through the coordinator service over RabbitMQ.</summary>
+internal sealed class BusVariant(BusCluster cluster, CommitProtocol protocol, bool earlyPrepare = false) : IVariant
 {
-    public string Id => protocol == CommitProtocol.TwoPhase ? "B3" : "B4";
+    public string Id => protocol == CommitProtocol.TwoPhase ? earlyPrepare ? "B3p" : "B3" : "B4";
 
     public string Description => protocol == CommitProtocol.TwoPhase
-        ? "TxCoord 2PC: coordinator service + 2 bank participant services over RabbitMQ, SDK initiator"
+        ? earlyPrepare
+            ? "TxCoord 2PC with early prepare (work and prepare in one message), same services as B3"
+            : "TxCoord 2PC: coordinator service + 2 bank participant services over RabbitMQ, SDK initiator"
         : "TxCoord 3PC over RabbitMQ, same services as B3";
 
     public AppliedRows Rows => AppliedRows.DebitInACreditInB;
@@ -211,7 +221,7 @@ internal sealed class BusVariant(BusCluster cluster, CommitProtocol protocol) : 
     }
 
     public Task<TransferResult> TransferAsync(Transfer transfer, CancellationToken cancellationToken) =>
-        TxCoordTransfer.RunAsync(cluster.Initiator, protocol, transfer, cancellationToken);
+        TxCoordTransfer.RunAsync(cluster.Initiator, protocol, transfer, cancellationToken, earlyPrepare);
 
     /// <summary>The cluster is shared with the other protocol's variant: the program stops it.</summary>
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
@@ -221,15 +231,17 @@ internal sealed class BusVariant(BusCluster cluster, CommitProtocol protocol) : 
 /// B3e: TxCoord embedded: coordinator, both bank participants and the initiator in this process,
 /// over MassTransit's in-memory transport. The same journal and databases as B3: the difference is the broker.
 /// </summary>
-internal sealed class EmbeddedVariant(BenchEnvironment environment, InProcessCounters counters) : IVariant
+internal sealed class EmbeddedVariant(BenchEnvironment environment, InProcessCounters counters, bool earlyPrepare = false) : IVariant
 {
     public const string CoordinatorId = "bench-e";
 
     private IHost? _host;
 
-    public string Id => "B3e";
+    public string Id => earlyPrepare ? "B3ep" : "B3e";
 
-    public string Description => "TxCoord 2PC embedded: coordinator + participants + initiator in one process, in-memory transport";
+    public string Description => earlyPrepare
+        ? "TxCoord 2PC embedded with early prepare (work and prepare in one message)"
+        : "TxCoord 2PC embedded: coordinator + participants + initiator in one process, in-memory transport";
 
     public AppliedRows Rows => AppliedRows.DebitInACreditInB;
 
@@ -262,7 +274,7 @@ internal sealed class EmbeddedVariant(BenchEnvironment environment, InProcessCou
     }
 
     public Task<TransferResult> TransferAsync(Transfer transfer, CancellationToken cancellationToken) =>
-        TxCoordTransfer.RunAsync(Initiator, CommitProtocol.TwoPhase, transfer, cancellationToken);
+        TxCoordTransfer.RunAsync(Initiator, CommitProtocol.TwoPhase, transfer, cancellationToken, earlyPrepare);
 
     public async ValueTask DisposeAsync()
     {
