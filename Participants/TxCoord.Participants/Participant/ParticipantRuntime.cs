@@ -152,7 +152,10 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
             }
 
             branch.Connection = connection;
-            branch.Transaction = await branch.Connection.BeginTransactionAsync(cancellationToken);
+            // Not cancellable: a cancel here would leave the branch New with this connection in
+            // it, and the redelivery would open another one over it (Npgsql sends the BEGIN with
+            // the first statement, so this does not wait on the server).
+            branch.Transaction = await branch.Connection.BeginTransactionAsync(CancellationToken.None);
             branch.Phase = BranchPhase.Working;
             branch.Deadline = _time.GetUtcNow() + timeout;
             Log.BranchStarted(_logger, gid.Transaction, Id.Value, gid.Value);
