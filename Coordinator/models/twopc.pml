@@ -7,7 +7,8 @@
  *                (transactions not in memory, recovery at start, effect order),
  *                Journal/PostgresTransactionJournal.cs (the row and its insert-if-absent writes)
  *   participant  Participants/TxCoord.Participants/Participant/ParticipantRuntime.cs,
- *                ParticipantRuntime.Termination.cs (2PC cooperative termination) and
+ *                ParticipantRuntime.Termination.cs (2PC cooperative termination),
+ *                ParticipantRuntime.EarlyPrepare.cs (EARLY_PREPARE) and
  *                PostgreSql/BranchStore.cs
  *   initiator    Participants/TxCoord.Participants/Initiator/GlobalTransaction.cs
  *
@@ -40,9 +41,25 @@
  *                                insert-if-absent, not from the read before it
  *   -DINFLIGHT_DECISION_WRITE  the forced commit-decision write can still land in PostgreSQL
  *                              after the coordinator process died (COMMIT sent, flush pending)
+ *   -DEARLY_PREPARE            early prepare (README, "Early prepare"): the initiator sends each
+ *                              participant its work with prepare: true or plain (a mix); a
+ *                              participant prepares right after the work and answers Prepared;
+ *                              the initiator relays those Yes votes in its CommitTransaction and
+ *                              the coordinator's Begin counts them, asking only the others. A
+ *                              prepared branch may ask the outcome (or a peer) before the
+ *                              coordinator has begun the transaction. The initiator may also
+ *                              conclude Aborted on its own when its rollback goes unanswered and
+ *                              it never asked to commit. Implies -DDECISION_REFUSED.
+ *   -DDECISION_REFUSED         a commit-decision write that meets an aborted row is refused and
+ *                              the transaction aborts (DecisionRefused, the code today); without
+ *                              it, as first modelled, the write is retried for ever
  *   -DBUG_UNILATERAL_ABORT     negative control: a prepared participant that hears nothing
  *                              rolls back on its own
  *   -DBUG_UNFORCED_DECISION    negative control: CommitBranch leaves before the decision is durable
+ *   -DBUG_OUTCOME_NO_ROW       negative control: an outcome question for a transaction the
+ *                              coordinator does not know is answered Aborted without the abort
+ *                              row (PresumeAbortAsync skipped; with early prepare a branch can ask
+ *                              before the coordinator has begun the transaction)
  *
  * Properties (pan -N name):
  *   consistent  never one participant committed while another aborted
@@ -62,6 +79,10 @@
 #endif
 #ifndef MAXPCRASH
 #define MAXPCRASH 1
+#endif
+
+#ifdef EARLY_PREPARE
+#define DECISION_REFUSED
 #endif
 
 #ifdef FIX_TOMBSTONE
@@ -119,6 +140,11 @@ byte nWork, nPrepare, nCommit, nAbort, nYes, nNo, nAck, nAsk, nOutC, nOutA;
 /* initiator <-> coordinator */
 bit  nCommitTx, nRollbackTx, nInitAsk, nReplyC, nReplyA;
 bit  toldC, toldA;    /* the initiator was told Committed / Aborted */
+#ifdef EARLY_PREPARE
+byte nWorkP;          /* work messages with the Prepare header, one bit per participant */
+byte nDoneP;          /* WorkCompleted { Prepared = true } answers to the initiator */
+byte relay;           /* the Yes votes the initiator relays (CommitTransaction.Prepared) */
+#endif
 
 #if N == 2
 #define ANYC (pst[0] == P_COMMITTED || pst[1] == P_COMMITTED)
@@ -175,6 +201,21 @@ proctype Participant(byte i) {
     do
     /* HandleWorkAsync/RunWorkAsync: work starts only on a branch whose status is Unknown. */
     :: atomic { HAS(nWork, i) && pst[i] == P_UNKNOWN -> pst[i] = P_WORKING; printf("P%d: work\n", i) }
+#ifdef EARLY_PREPARE
+    /* HandleWorkAsync with the Prepare header: under the branch lock (no AbortBranch, Prepare,
+     * expiry or peer question gets in between), RunWorkAsync on an Unknown branch, then
+     * PrepareEarlyAsync, the same PrepareAsync as a PrepareBranch (state row with the declared
+     * peers, PREPARE TRANSACTION): Yes -> WorkCompleted { Prepared = true }; the work refused or
+     * PREPARE failed -> rolled back, answered Succeeded = false. A process crash half-way leaves
+     * an Unknown branch and the work message redelivered: the same as not yet delivered. A
+     * branch that is not Unknown refuses the work (the answer does not matter: the initiator can
+     * always roll back, or commit without waiting for an answer). */
+    :: atomic { HAS(nWorkP, i) && pst[i] == P_UNKNOWN ->
+        if
+        :: pst[i] = P_PREPARED; votedYes[i] = 1; ADD(nDoneP, i); printf("P%d: work with prepare: PREPARE, answers Prepared (Yes)\n", i)
+        :: pst[i] = P_ABORTED; printf("P%d: work with prepare refused or PREPARE failed: rolled back\n", i)
+        fi }
+#endif
     /* the handler refuses, or ExpireBranchesAsync: the branch timeout passed before Prepare */
     :: atomic { pst[i] == P_WORKING -> pst[i] = P_ABORTED; printf("P%d: work refused or expired\n", i) }
     /* the participant process dies: PostgreSQL rolls the open transaction back, no marker */
@@ -314,6 +355,22 @@ restart:
         :: cphase == C_NONE && jrow == J_ABORTED ->                /* AbortUnknown, again */
             printf("C: CommitTransaction for an aborted transaction\n"); abortAll()
         :: cphase == C_NONE && jrow == J_NONE ->                   /* unknown to the journal: Begin */
+#ifdef EARLY_PREPARE
+            /* TwoPhaseCommitEngine.Begin: the relayed Yes votes count; PrepareBranch only to
+             * the others; all relayed -> Deciding at once (AllVoted, ForceCommitDecision) */
+            cphase = C_PREPARING; votes = relay;
+            printf("C: CommitTransaction: Begin with relayed Yes votes %d, PrepareBranch to the others\n", relay);
+            if
+            :: votes == ALL -> cphase = C_DECIDING
+            :: else -> skip
+            fi;
+            k = 0;
+            do
+            :: k < N && HAS(votes, k) -> k++
+            :: k < N && !HAS(votes, k) -> ADD(nPrepare, k); k++; CRASHPOINT
+            :: else -> k = 0; break
+            od
+#else
             printf("C: CommitTransaction: Begin, PrepareBranch to all\n");
             cphase = C_PREPARING; votes = 0;
             k = 0;
@@ -321,6 +378,7 @@ restart:
             :: k < N -> ADD(nPrepare, k); k++; CRASHPOINT
             :: else -> k = 0; break
             od
+#endif
         fi }
 
     /* RollbackAsync */
@@ -381,6 +439,10 @@ restart:
 #ifdef INFLIGHT_DECISION_WRITE
     :: atomic { cphase == C_DECIDING && !jinflight -> jinflight = 1; printf("C: decision write sent\n") }
     :: atomic { cphase == C_DECIDING && !jinflight && JCOMMIT -> decisionDurable() }
+#ifdef DECISION_REFUSED
+    :: atomic { cphase == C_DECIDING && !jinflight && jrow == J_ABORTED ->
+        printf("C: decision refused: the row says aborted\n"); abortAll() }
+#endif
 #else
     :: atomic { cphase == C_DECIDING ->
         if
@@ -389,6 +451,9 @@ restart:
         fi;
         if
         :: JCOMMIT -> decisionDurable()
+#ifdef DECISION_REFUSED
+        :: jrow == J_ABORTED -> printf("C: decision refused: the row says aborted\n"); abortAll()
+#endif
         :: else -> skip
         fi }
 #endif
@@ -433,10 +498,12 @@ restart:
         :: lookup ->
             atomic {
             lookup = 0;
+#ifndef BUG_OUTCOME_NO_ROW
             if
             :: jrow == J_NONE -> jrow = J_ABORTED
             :: else -> skip
             fi;
+#endif
 #ifdef FIX_OUTCOME_REREAD
             wasCommit = JCOMMIT;
 #endif
@@ -483,13 +550,38 @@ active proctype JournalServer() {
  * ------------------------------------------------------------------------------------- */
 
 active proctype Initiator() {
+#ifdef EARLY_PREPARE
+    byte k;
+    /* the participants declared at Begin (TransactionOptions.Participants): every one gets
+     * work, each SendAsync with prepare: true or plain */
+    k = 0;
+    do
+    :: k < N -> if :: ADD(nWorkP, k) :: ADD(nWork, k) fi; k++
+    :: else -> k = 0; break
+    od;
+    /* Prepared answers collected (_prepared); any subset of those that arrived: an answer may
+     * be lost, or the app commits without awaiting every SendAsync */
+    do
+    :: atomic { (nDoneP & ~relay & ALL) != 0 -> PICK(k, nDoneP & ~relay & ALL); ADD(relay, k); printf("I: relays P%d's Prepared (Yes)\n", k); k = 0 }
+    :: break
+    od;
+#else
     /* GlobalTransaction.SendAsync: the work to every participant (some may never arrive) */
     nWork = ALL;
+#endif
     if
     :: nCommitTx = 1                      /* CommitAsync */
     :: nRollbackTx = 1                    /* RollbackAsync: a branch refused, or the app */
     fi;
     do
+#ifdef EARLY_PREPARE
+    /* a later CommitAsync (after an answer in doubt) relays the Prepared answers that came in
+     * since; the coordinator's Begin takes whichever CommitTransaction it handles first */
+    :: atomic { nCommitTx && (nDoneP & ~relay & ALL) != 0 -> PICK(k, nDoneP & ~relay & ALL); ADD(relay, k); printf("I: relays P%d's Prepared (Yes)\n", k); k = 0 }
+    /* RollbackAsync unanswered and commit never asked (or DisposeAsync): the initiator
+     * concludes Aborted on its own ("branches roll back after their timeout") */
+    :: atomic { nRollbackTx && !nCommitTx && !toldA -> toldA = 1; printf("I: rollback unanswered, commit never asked: concludes Aborted\n") }
+#endif
     :: !nRollbackTx -> nRollbackTx = 1    /* the app rolls back after a commit in doubt */
     :: !nInitAsk -> nInitAsk = 1          /* TransactionInitiator asks for the outcome */
     :: atomic { nReplyC && !toldC -> toldC = 1; printf("I: told Committed\n") }
