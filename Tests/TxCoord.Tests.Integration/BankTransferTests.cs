@@ -17,9 +17,11 @@ public sealed class BankTransferTests
     private const int Accounts = 1000;
     private const long InitialBalance = 1000;
 
-    [TestCase(Transport.RabbitMq, 500, 32)]
-    [TestCase(Transport.InMemory, 500, 32)]
-    public async Task ConcurrentTransfers_SomeRefused_TotalUnchanged_EachCommittedAppliedOnce(Transport transport, int transfers, int concurrency)
+    [TestCase(Transport.RabbitMq, 500, 32, false)]
+    [TestCase(Transport.InMemory, 500, 32, false)]
+    [TestCase(Transport.RabbitMq, 500, 32, true, TestName = "ConcurrentTransfers_EarlyPrepare_SomeRefused_TotalUnchanged_EachCommittedAppliedOnce(RabbitMq)")]
+    [TestCase(Transport.InMemory, 500, 32, true, TestName = "ConcurrentTransfers_EarlyPrepare_SomeRefused_TotalUnchanged_EachCommittedAppliedOnce(InMemory)")]
+    public async Task ConcurrentTransfers_SomeRefused_TotalUnchanged_EachCommittedAppliedOnce(Transport transport, int transfers, int concurrency, bool earlyPrepare)
     {
         await using var cluster = await TxCoordCluster.StartAsync(new ClusterOptions
         {
@@ -44,6 +46,7 @@ public sealed class BankTransferTests
             DebitParticipant = debit,
             CreditParticipant = credit,
             RandomSeed = 7,
+            EarlyPrepare = earlyPrepare,
         }, TestContext.Progress);
 
         var prepared = await BankLedger.WaitForNoPreparedAsync(
@@ -51,7 +54,7 @@ public sealed class BankTransferTests
         var verification = await BankLedger.VerifyAsync(bankA, bankB, run.Transfers, Accounts * InitialBalance, Accounts * InitialBalance);
         var total = await BankLedger.TotalBalanceAsync(bankA) + await BankLedger.TotalBalanceAsync(bankB);
         await TestContext.Progress.WriteLineAsync(
-            $"{transport}: {run.Committed} committed, {run.Aborted} aborted, {run.InDoubt} in doubt in {run.Elapsed.TotalSeconds:F1} s ({run.TransfersPerSecond:F0}/s)");
+            $"{transport}{(earlyPrepare ? ", early prepare" : "")}: {run.Committed} committed, {run.Aborted} aborted, {run.InDoubt} in doubt in {run.Elapsed.TotalSeconds:F1} s ({run.TransfersPerSecond:F0}/s)");
 
         Assert.Multiple(() =>
         {

@@ -60,7 +60,7 @@ internal sealed partial class Demo(DemoArguments arguments, DemoSettings setting
         await BankReadiness.WaitForParticipantsAsync(initiator, participants, arguments.Timeout, cancellationToken: cancellationToken);
 
         var totalBefore = await BankLedger.TotalBalanceAsync(bankA, cancellationToken) + await BankLedger.TotalBalanceAsync(bankB, cancellationToken);
-        await Line($"running {arguments.Transfers:N0} transfers from {nameA} to {nameB}, {arguments.Concurrency} at a time, {arguments.RefusedShare * 100:0.#}% of them larger than any balance ({arguments.Protocol})");
+        await Line($"running {arguments.Transfers:N0} transfers from {nameA} to {nameB}, {arguments.Concurrency} at a time, {arguments.RefusedShare * 100:0.#}% of them larger than any balance ({arguments.Protocol}{(arguments.EarlyPrepare ? ", early prepare" : "")})");
         var options = new TransferRunOptions
         {
             Transfers = arguments.Transfers,
@@ -69,6 +69,7 @@ internal sealed partial class Demo(DemoArguments arguments, DemoSettings setting
             RefusedShare = arguments.RefusedShare,
             RandomSeed = arguments.Seed,
             Transaction = new TransactionOptions { Protocol = arguments.Protocol },
+            EarlyPrepare = arguments.EarlyPrepare,
         };
         var run = await new TransferRunner(initiator).RunAsync(options, output, cancellationToken);
 

@@ -8,13 +8,14 @@ internal sealed record DemoArguments
 {
     public const string Usage = """
         usage: TxCoord.Samples.Bank.Transfers [--transfers N] [--concurrency C] [--accounts N] [--refused-share S]
-                                              [--protocol 2pc|3pc] [--seed N] [--timeout SECONDS]
+                                              [--protocol 2pc|3pc] [--early-prepare] [--seed N] [--timeout SECONDS]
 
           --transfers N        transfers to run (default 300)
           --concurrency C      transfers running at once (default 32)
           --accounts N         accounts seeded in each bank, 1,000 each (default 1000)
           --refused-share S    share of transfers larger than any balance, refused by bank A (default 0.15)
           --protocol P         commit protocol: 2pc (default) or 3pc
+          --early-prepare      2PC: each bank prepares right after its work (no Prepare round at commit)
           --seed N             random seed of the accounts and amounts (default: a new one each run)
           --timeout SECONDS    how long to wait for the services to answer and for phase 2 to finish (default 60)
 
@@ -32,6 +33,8 @@ internal sealed record DemoArguments
     public double RefusedShare { get; init; } = TransferRunOptions.DefaultRefusedShare;
 
     public CommitProtocol Protocol { get; init; } = CommitProtocol.TwoPhase;
+
+    public bool EarlyPrepare { get; init; }
 
     public int? Seed { get; init; }
 
@@ -57,6 +60,12 @@ internal sealed record DemoArguments
             if (name is "--help" or "-h" or "-?")
             {
                 result = result with { Help = true };
+                continue;
+            }
+
+            if (name == "--early-prepare" && inline is null)
+            {
+                result = result with { EarlyPrepare = true };
                 continue;
             }
 
@@ -86,6 +95,11 @@ internal sealed record DemoArguments
                 "--timeout" => result with { Timeout = TimeSpan.FromSeconds(Int(name, Value(), 1)) },
                 _ => throw new SettingsException($"unknown argument '{name}'"),
             };
+        }
+
+        if (result.EarlyPrepare && result.Protocol == CommitProtocol.ThreePhase)
+        {
+            throw new SettingsException("--early-prepare is for 2PC only; drop it or use --protocol 2pc");
         }
 
         return result;

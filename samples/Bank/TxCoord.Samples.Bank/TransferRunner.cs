@@ -83,6 +83,12 @@ public sealed record TransferRunOptions
     /// <summary>Options of each transaction (protocol, timeout); null takes the initiator's defaults.</summary>
     public TransactionOptions? Transaction { get; init; }
 
+    /// <summary>
+    /// Early prepare (2PC only): the two banks are declared at Begin and each prepares its branch
+    /// right after its work, so the commit needs no Prepare round.
+    /// </summary>
+    public bool EarlyPrepare { get; init; }
+
     internal void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfNegative(Transfers);
@@ -98,6 +104,10 @@ public sealed record TransferRunOptions
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ProgressInterval, TimeSpan.Zero);
         BranchGid.EnsureValidName(DebitParticipant, "debit participant");
         BranchGid.EnsureValidName(CreditParticipant, "credit participant");
+        if (EarlyPrepare && Transaction?.Protocol is CommitProtocol.ThreePhase)
+        {
+            throw new ArgumentException("Early prepare is for 2PC only; run 3PC transfers without it.", nameof(EarlyPrepare));
+        }
     }
 }
 
@@ -163,7 +173,9 @@ public sealed class TransferRunner(ITransactionInitiator initiator, TimeProvider
     {
         // Not disposed: commit or rollback below always ends the transaction, and disposing
         // would only repeat a rollback that already failed (or outlive a cancelled run).
-        var transaction = _initiator.Begin(options.Transaction);
+        var transaction = _initiator.Begin(options.EarlyPrepare
+            ? (options.Transaction ?? new TransactionOptions()) with { Participants = [options.DebitParticipant, options.CreditParticipant] }
+            : options.Transaction);
         string? refusal = null;
         var commitAsked = false;
         CommitResult result;
@@ -172,6 +184,7 @@ public sealed class TransferRunner(ITransactionInitiator initiator, TimeProvider
             var debit = await transaction.SendAsync(
                 options.DebitParticipant,
                 new DebitAccount { TransferId = planned.TransferId, AccountId = planned.FromAccount, Amount = planned.Amount },
+                options.EarlyPrepare,
                 cancellationToken);
             if (!debit.Succeeded)
             {
@@ -182,6 +195,7 @@ public sealed class TransferRunner(ITransactionInitiator initiator, TimeProvider
                 var credit = await transaction.SendAsync(
                     options.CreditParticipant,
                     new CreditAccount { TransferId = planned.TransferId, AccountId = planned.ToAccount, Amount = planned.Amount },
+                    options.EarlyPrepare,
                     cancellationToken);
                 if (!credit.Succeeded)
                 {
