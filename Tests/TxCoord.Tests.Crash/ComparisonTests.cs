@@ -48,24 +48,13 @@ public sealed class ComparisonTests
                 if (kill < 4)
                 {
                     // Under load; a later life may hardly get going: the earlier kill left rows locked.
-                    var deadline = DateTimeOffset.UtcNow + TimeSpan.FromSeconds(20);
-                    while (victim.CountOccurrences("committed") < 2 && DateTimeOffset.UtcNow < deadline && !victim.HasExited)
-                    {
-                        await Task.Delay(100);
-                    }
-
+                    await victim.WaitUntilAsync(v => v.CountOccurrences("committed") >= 2, TimeSpan.FromSeconds(20));
                     await victim.KillAsync();
                 }
                 else
                 {
                     // It kills itself inside a commit; if leftover locks stall every worker first, kill it here.
-                    var deadline = DateTimeOffset.UtcNow + TimeSpan.FromSeconds(60);
-                    while (!victim.HasExited && DateTimeOffset.UtcNow < deadline)
-                    {
-                        await Task.Delay(100);
-                    }
-
-                    if (!victim.HasExited)
+                    if (!await victim.WaitUntilAsync(v => v.HasExited, TimeSpan.FromSeconds(60)))
                     {
                         await victim.KillAsync();
                     }

@@ -19,6 +19,9 @@ internal sealed class ChildProcess : IAsyncDisposable
     private readonly Lock _gate = new();
     private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    /// <summary>Completed (and replaced) whenever a line arrives or the process exits: what waits wake on.</summary>
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     private ChildProcess(string name, Process process, StreamWriter log)
     {
         Name = name;
@@ -33,6 +36,21 @@ internal sealed class ChildProcess : IAsyncDisposable
     public string LogPath { get; private init; } = "";
 
     public bool HasExited => _exited.Task.IsCompleted;
+
+    /// <summary>Completes when the process next writes a line or exits.</summary>
+    public Task NextOutput
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _changed.Task;
+            }
+        }
+    }
+
+    /// <summary>Completes with the exit code once the process has exited and its output is drained.</summary>
+    public Task<int> Exited => _exited.Task;
 
     /// <summary>Everything the process wrote so far (stdout and stderr, interleaved as read).</summary>
     public string Output
@@ -98,20 +116,44 @@ internal sealed class ChildProcess : IAsyncDisposable
     /// <summary>Waits until the process wrote a line containing <paramref name="text"/>; fails if it exits or the time runs out first.</summary>
     public async Task WaitForOutputAsync(string text, TimeSpan timeout, int occurrences = 1)
     {
-        var deadline = DateTimeOffset.UtcNow + timeout;
-        while (CountOccurrences(text) < occurrences)
+        if (await WaitUntilAsync(p => p.CountOccurrences(text) >= occurrences, timeout))
         {
+            return;
+        }
+
+        Assert.Fail(HasExited
+            ? $"{Name} exited (code {_exited.Task.Result}) before writing '{text}'.{Environment.NewLine}{Tail()}"
+            : $"{Name} did not write '{text}' within {timeout.TotalSeconds:0} s.{Environment.NewLine}{Tail()}");
+    }
+
+    /// <summary>
+    /// Waits until <paramref name="condition"/> holds, re-checking it each time the process writes a
+    /// line or exits (no polling). False when the process exited without it, or the time ran out.
+    /// </summary>
+    public async Task<bool> WaitUntilAsync(Func<ChildProcess, bool> condition, TimeSpan timeout)
+    {
+        using var limit = new CancellationTokenSource(timeout);
+        while (true)
+        {
+            var changed = NextOutput;
+            if (condition(this))
+            {
+                return true;
+            }
+
             if (HasExited)
             {
-                Assert.Fail($"{Name} exited (code {_exited.Task.Result}) before writing '{text}'.{Environment.NewLine}{Tail()}");
+                return false;
             }
 
-            if (DateTimeOffset.UtcNow > deadline)
+            try
             {
-                Assert.Fail($"{Name} did not write '{text}' within {timeout.TotalSeconds:0} s.{Environment.NewLine}{Tail()}");
+                await changed.WaitAsync(limit.Token);
             }
-
-            await Task.Delay(100);
+            catch (OperationCanceledException) when (limit.IsCancellationRequested)
+            {
+                return condition(this);
+            }
         }
     }
 
@@ -130,13 +172,15 @@ internal sealed class ChildProcess : IAsyncDisposable
     /// <summary>Waits for the process to end and returns its exit code; fails the test when it does not end in time.</summary>
     public async Task<int> WaitForExitAsync(TimeSpan timeout)
     {
-        var finished = await Task.WhenAny(_exited.Task, Task.Delay(timeout));
-        if (finished != _exited.Task)
+        try
+        {
+            return await _exited.Task.WaitAsync(timeout);
+        }
+        catch (TimeoutException)
         {
             Assert.Fail($"{Name} (pid {Id}) did not exit within {timeout.TotalSeconds:0} s.{Environment.NewLine}{Tail()}");
+            throw;
         }
-
-        return await _exited.Task;
     }
 
     /// <summary>kill -9, and waits until it is gone.</summary>
@@ -181,6 +225,7 @@ internal sealed class ChildProcess : IAsyncDisposable
             return;
         }
 
+        TaskCompletionSource changed;
         lock (_gate)
         {
             _output.Append(line).Append('\n');
@@ -192,7 +237,12 @@ internal sealed class ChildProcess : IAsyncDisposable
             {
                 // Output that arrives after disposal.
             }
+
+            changed = _changed;
+            _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         }
+
+        changed.TrySetResult();
     }
 
     private void OnExited()
@@ -212,5 +262,12 @@ internal sealed class ChildProcess : IAsyncDisposable
         }
 
         _exited.TrySetResult(code);
+        TaskCompletionSource changed;
+        lock (_gate)
+        {
+            changed = _changed;
+        }
+
+        changed.TrySetResult();
     }
 }

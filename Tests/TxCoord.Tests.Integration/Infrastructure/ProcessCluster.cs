@@ -179,6 +179,11 @@ internal sealed class ProcessCluster : IAsyncDisposable
         var deadline = DateTimeOffset.UtcNow + timeout;
         while (true)
         {
+            // A branch finishes with a line in its participant's log: read the databases again
+            // when one of them writes (or, at the latest, after a second).
+            var watched = which.Where(_processes.ContainsKey).Select(p => _processes[p].NextOutput).ToList();
+            var recheck = TimeSpan.FromSeconds(1);
+            var anyOutput = watched.Count > 0 ? Task.WhenAny(watched) : Task.Delay(recheck);
             var finishes = await Task.WhenAll(which.Select(p => BranchAsync(p, id)));
             if (finishes.All(f => f is BranchFinish.Committed or BranchFinish.Aborted))
             {
@@ -191,7 +196,7 @@ internal sealed class ProcessCluster : IAsyncDisposable
                     $"they are {string.Join(", ", finishes)}{Environment.NewLine}{Diagnostics()}");
             }
 
-            await Task.Delay(50);
+            await Task.WhenAny(anyOutput, Task.Delay(recheck));
         }
     }
 
