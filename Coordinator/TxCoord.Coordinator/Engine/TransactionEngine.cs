@@ -115,6 +115,22 @@ internal sealed class TransactionEngine
         return Abort(state, reason, now);
     }
 
+    /// <summary>The abort reason of a commit requested after its own deadline.</summary>
+    public const string DeadlinePassedAtStart = "the transaction deadline had passed when the commit was requested";
+
+    /// <summary>A new transaction collecting votes: the state every protocol begins from.</summary>
+    internal static TransactionState Preparing(
+        TransactionId transactionId, CommitProtocol protocol, CommitRequested request, EngineSettings settings, DateTimeOffset now) => new()
+    {
+        TransactionId = transactionId,
+        Protocol = protocol,
+        Phase = TransactionPhase.Preparing,
+        Participants = [.. request.Participants.Distinct()],
+        CreatedAt = now,
+        VoteDeadline = now + settings.VoteTimeout,
+        TransactionDeadline = request.Deadline ?? now + settings.DefaultTransactionTimeout,
+    };
+
     /// <summary>The abort reason of a rollback requested by the initiator.</summary>
     public static string RollbackReason(string? reason) =>
         string.IsNullOrWhiteSpace(reason) ? "rollback requested by the initiator" : $"rollback requested: {reason}";

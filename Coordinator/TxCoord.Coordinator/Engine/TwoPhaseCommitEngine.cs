@@ -16,20 +16,10 @@ internal sealed class TwoPhaseCommitEngine(EngineSettings settings) : ICommitPro
 
     public Transition Begin(TransactionId transactionId, CommitRequested request, DateTimeOffset now)
     {
-        var state = new TransactionState
-        {
-            TransactionId = transactionId,
-            Protocol = Protocol,
-            Phase = TransactionPhase.Preparing,
-            Participants = [.. request.Participants.Distinct()],
-            CreatedAt = now,
-            VoteDeadline = now + settings.VoteTimeout,
-            TransactionDeadline = request.Deadline ?? now + settings.DefaultTransactionTimeout,
-        };
-
+        var state = TransactionEngine.Preparing(transactionId, Protocol, request, settings, now);
         if (state.TransactionDeadline <= now)
         {
-            return TransactionEngine.Abort(state, "the transaction deadline had passed when the commit was requested", now);
+            return TransactionEngine.Abort(state, TransactionEngine.DeadlinePassedAtStart, now);
         }
 
         // Early prepare: the initiator relays the Yes votes its participants gave with their work

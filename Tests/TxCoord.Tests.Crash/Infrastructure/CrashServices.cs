@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Npgsql;
 
 namespace TxCoord.Tests.Crash.Infrastructure;
@@ -42,10 +41,7 @@ internal static class CrashServices
         }
 
         var env = await RunScriptAsync(TimeSpan.FromMinutes(1), "env", _mode);
-        _env = env.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(line => line.Split('=', 2))
-            .Where(parts => parts.Length == 2 && parts[0].StartsWith("TXCOORD_", StringComparison.Ordinal))
-            .ToDictionary(parts => parts[0], parts => parts[1]);
+        _env = ServicesScript.ParseEnvironment(env.Output);
         if (!_env.ContainsKey("TXCOORD_PG") || !_env.ContainsKey("TXCOORD_RABBITMQ"))
         {
             Assert.Fail($"scripts/services.sh env {_mode} did not print TXCOORD_PG and TXCOORD_RABBITMQ:{Environment.NewLine}{env.Output}");
@@ -144,41 +140,6 @@ internal static class CrashServices
         }
     }
 
-    private static async Task<(int ExitCode, string Output)> RunScriptAsync(TimeSpan timeout, params string[] arguments)
-    {
-        var start = new ProcessStartInfo("bash")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-            WorkingDirectory = Repository.Root,
-        };
-        start.ArgumentList.Add(Repository.ServicesScript);
-        foreach (var argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        // The run.sh of the other tests exports its own mode and run dir: never act on those.
-        start.Environment["TXCOORD_MODE"] = _mode;
-        start.Environment.Remove("TXCOORD_RUN_DIR");
-
-        using var process = Process.Start(start) ?? throw new InvalidOperationException("bash did not start");
-        process.StandardInput.Close();
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var cancel = new CancellationTokenSource(timeout);
-        try
-        {
-            await process.WaitForExitAsync(cancel.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            return (-1, $"timed out after {timeout}: {await stdout}{await stderr}");
-        }
-
-        return (process.ExitCode, await stdout + await stderr);
-    }
+    private static Task<(int ExitCode, string Output)> RunScriptAsync(TimeSpan timeout, params string[] arguments) =>
+        ServicesScript.RunAsync(Mode, null, timeout, arguments);
 }

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace TxCoord.Tests.Crash.Infrastructure;
 
 /// <summary>
@@ -44,10 +42,7 @@ internal sealed class ServiceSet
 
         _started = true;
         var env = await RunScriptAsync(TimeSpan.FromMinutes(1), "env", Mode);
-        _env = env.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(line => line.Split('=', 2))
-            .Where(parts => parts.Length == 2 && parts[0].StartsWith("TXCOORD_", StringComparison.Ordinal))
-            .ToDictionary(parts => parts[0], parts => parts[1]);
+        _env = ServicesScript.ParseEnvironment(env.Output);
         if (!_env.ContainsKey("TXCOORD_PG") || !_env.ContainsKey("TXCOORD_RABBITMQ") || !_env.ContainsKey("TXCOORD_RUN_DIR"))
         {
             Assert.Fail($"scripts/services.sh env {Mode} did not print TXCOORD_PG, TXCOORD_RABBITMQ and TXCOORD_RUN_DIR:{Environment.NewLine}{env.Output}");
@@ -78,45 +73,6 @@ internal sealed class ServiceSet
     private string Value(string name) =>
         _env.TryGetValue(name, out var value) ? value : throw new InvalidOperationException($"The '{Mode}' services are not started.");
 
-    private async Task<(int ExitCode, string Output)> RunScriptAsync(TimeSpan timeout, params string[] arguments)
-    {
-        var start = new ProcessStartInfo("bash")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-            WorkingDirectory = Repository.Root,
-        };
-        start.ArgumentList.Add(Repository.ServicesScript);
-        foreach (var argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        // The run.sh of the other tests exports its own mode and run dir: never act on those.
-        start.Environment["TXCOORD_MODE"] = Mode;
-        start.Environment.Remove("TXCOORD_RUN_DIR");
-        foreach (var (key, value) in _startEnvironment)
-        {
-            start.Environment[key] = value;
-        }
-
-        using var process = Process.Start(start) ?? throw new InvalidOperationException("bash did not start");
-        process.StandardInput.Close();
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var cancel = new CancellationTokenSource(timeout);
-        try
-        {
-            await process.WaitForExitAsync(cancel.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            return (-1, $"timed out after {timeout}: {await stdout}{await stderr}");
-        }
-
-        return (process.ExitCode, await stdout + await stderr);
-    }
+    private Task<(int ExitCode, string Output)> RunScriptAsync(TimeSpan timeout, params string[] arguments) =>
+        ServicesScript.RunAsync(Mode, _startEnvironment, timeout, arguments);
 }
