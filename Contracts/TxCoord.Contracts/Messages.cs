@@ -133,6 +133,19 @@ public sealed record CommitBranch
     public required ParticipantId Participant { get; init; }
 }
 
+/// <summary>
+/// Phase 2 for several transactions at once: exactly <see cref="CommitBranch"/> for each of
+/// <see cref="TransactionIds"/>, answered by one <see cref="BranchesCommitted"/>. The coordinator
+/// sends it when commits to the same participant come closer together than its
+/// <c>CommitBatchWindow</c>; a lone commit still goes out as <see cref="CommitBranch"/>.
+/// </summary>
+public sealed record CommitBranches
+{
+    public required CoordinatorId Coordinator { get; init; }
+    public required ParticipantId Participant { get; init; }
+    public required IReadOnlyList<TransactionId> TransactionIds { get; init; }
+}
+
 /// <summary>Abort the branch, whether it is working, prepared or not yet started (answered by <see cref="BranchAborted"/>).</summary>
 public sealed record AbortBranch
 {
@@ -158,6 +171,17 @@ public sealed record BranchCommitted
 {
     public required TransactionId TransactionId { get; init; }
     public required ParticipantId Participant { get; init; }
+}
+
+/// <summary>
+/// A participant's acknowledgement of a <see cref="CommitBranches"/>: exactly
+/// <see cref="BranchCommitted"/> for each of <see cref="TransactionIds"/> (those whose branch is
+/// committed; the others are left to the coordinator's re-drive, as a lost acknowledgement is).
+/// </summary>
+public sealed record BranchesCommitted
+{
+    public required ParticipantId Participant { get; init; }
+    public required IReadOnlyList<TransactionId> TransactionIds { get; init; }
 }
 
 /// <summary>A participant's acknowledgement that its branch rolled back (or never existed).</summary>

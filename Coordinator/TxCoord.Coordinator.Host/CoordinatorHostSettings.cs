@@ -10,7 +10,8 @@ namespace TxCoord.Coordinator.Host;
 /// (<c>amqp://user:password@host:port/vhost</c>), <c>TxCoord:CoordinatorId</c>, and optional
 /// <c>TxCoord:VoteTimeout</c>, <c>TxCoord:DefaultTransactionTimeout</c>,
 /// <c>TxCoord:RedriveInitialInterval</c>, <c>TxCoord:RedriveMaxInterval</c>,
-/// <c>TxCoord:TickInterval</c> (TimeSpan strings such as <c>00:00:10</c>).
+/// <c>TxCoord:TickInterval</c>, <c>TxCoord:CommitBatchWindow</c> (TimeSpan strings such as
+/// <c>00:00:10</c>; the batch window may be <c>00:00:00</c>: no batching).
 /// </summary>
 internal sealed record CoordinatorHostSettings(CoordinatorOptions Coordinator, RabbitMqEndpoint RabbitMq)
 {
@@ -54,6 +55,7 @@ internal sealed record CoordinatorHostSettings(CoordinatorOptions Coordinator, R
         options.RedriveInitialInterval = ReadTimeSpan(configuration, nameof(CoordinatorOptions.RedriveInitialInterval), options.RedriveInitialInterval, errors);
         options.RedriveMaxInterval = ReadTimeSpan(configuration, nameof(CoordinatorOptions.RedriveMaxInterval), options.RedriveMaxInterval, errors);
         options.TickInterval = ReadTimeSpan(configuration, nameof(CoordinatorOptions.TickInterval), options.TickInterval, errors);
+        options.CommitBatchWindow = ReadTimeSpan(configuration, nameof(CoordinatorOptions.CommitBatchWindow), options.CommitBatchWindow, errors, allowZero: true);
 
         if (errors.Count == 0 && CoordinatorOptionsValidator.Check(options) is { Count: > 0 } remaining)
         {
@@ -71,7 +73,7 @@ internal sealed record CoordinatorHostSettings(CoordinatorOptions Coordinator, R
         return true;
     }
 
-    private static TimeSpan ReadTimeSpan(IConfiguration configuration, string name, TimeSpan fallback, List<string> errors)
+    private static TimeSpan ReadTimeSpan(IConfiguration configuration, string name, TimeSpan fallback, List<string> errors, bool allowZero = false)
     {
         var key = $"{Section}:{name}";
         var text = configuration[key];
@@ -80,12 +82,14 @@ internal sealed record CoordinatorHostSettings(CoordinatorOptions Coordinator, R
             return fallback;
         }
 
-        if (TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out var value) && value > TimeSpan.Zero)
+        if (TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out var value) && (value > TimeSpan.Zero || (allowZero && value == TimeSpan.Zero)))
         {
             return value;
         }
 
-        errors.Add($"{key} '{text}' is not a positive TimeSpan such as 00:00:10");
+        errors.Add(allowZero
+            ? $"{key} '{text}' is not a TimeSpan of zero or more such as 00:00:00.010"
+            : $"{key} '{text}' is not a positive TimeSpan such as 00:00:10");
         return fallback;
     }
 }

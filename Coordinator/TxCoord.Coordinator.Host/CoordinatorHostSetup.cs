@@ -81,6 +81,7 @@ internal static class CoordinatorHostSetup
             options.RedriveInitialInterval = coordinator.RedriveInitialInterval;
             options.RedriveMaxInterval = coordinator.RedriveMaxInterval;
             options.TickInterval = coordinator.TickInterval;
+            options.CommitBatchWindow = coordinator.CommitBatchWindow;
         });
 
         var rabbitMq = settings.RabbitMq;

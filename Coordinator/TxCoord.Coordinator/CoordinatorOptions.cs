@@ -18,6 +18,12 @@ public sealed class CoordinatorOptions
     /// <summary>Default of <see cref="RedriveMaxInterval"/>: 30 seconds.</summary>
     public static readonly TimeSpan DefaultRedriveMaxInterval = TimeSpan.FromSeconds(30);
 
+    /// <summary>Default of <see cref="CommitBatchWindow"/>: 10 milliseconds.</summary>
+    public static readonly TimeSpan DefaultCommitBatchWindow = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>The longest <see cref="CommitBatchWindow"/> accepted: 1 second.</summary>
+    public static readonly TimeSpan MaxCommitBatchWindow = TimeSpan.FromSeconds(1);
+
     /// <summary>Default of <see cref="TickInterval"/>: 100 milliseconds.</summary>
     public static readonly TimeSpan DefaultTickInterval = TimeSpan.FromMilliseconds(100);
 
@@ -49,4 +55,14 @@ public sealed class CoordinatorOptions
 
     /// <summary>How often deadlines and re-drives are checked.</summary>
     public TimeSpan TickInterval { get; set; } = DefaultTickInterval;
+
+    /// <summary>
+    /// Phase-2 batching: a participant gets at most one commit message per window; the commits
+    /// for it that come within the window after one was sent leave together at the window's end,
+    /// as one CommitBranches message answered by one BranchesCommitted. A commit after a quiet
+    /// window leaves at once, so nothing waits at low load. Only phase 2 waits (the initiator is
+    /// answered before it); a prepared branch holds its locks up to one window longer.
+    /// <see cref="TimeSpan.Zero"/> turns batching off. At most <see cref="MaxCommitBatchWindow"/>.
+    /// </summary>
+    public TimeSpan CommitBatchWindow { get; set; } = DefaultCommitBatchWindow;
 }

@@ -33,6 +33,12 @@ internal sealed class CoordinatorOptionsValidator : IValidateOptions<Coordinator
         Positive(failures, nameof(CoordinatorOptions.RedriveInitialInterval), options.RedriveInitialInterval);
         Positive(failures, nameof(CoordinatorOptions.RedriveMaxInterval), options.RedriveMaxInterval);
         Positive(failures, nameof(CoordinatorOptions.TickInterval), options.TickInterval);
+        if (options.CommitBatchWindow < TimeSpan.Zero || options.CommitBatchWindow > CoordinatorOptions.MaxCommitBatchWindow)
+        {
+            failures.Add(
+                $"{nameof(CoordinatorOptions.CommitBatchWindow)} ({options.CommitBatchWindow}) must lie between 00:00:00 (no batching) and {CoordinatorOptions.MaxCommitBatchWindow}.");
+        }
+
         if (options.RedriveMaxInterval < options.RedriveInitialInterval)
         {
             failures.Add(

@@ -33,7 +33,14 @@ public static class TxCoordCoordinatorServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<ITransactionJournal>(sp =>
             new PostgresTransactionJournal(sp.GetRequiredService<IOptions<CoordinatorOptions>>().Value.JournalConnectionString));
-        services.TryAddSingleton<ICoordinatorTransport>(sp => new MassTransitCoordinatorTransport(sp));
+        services.TryAddSingleton<ICoordinatorTransport>(sp =>
+        {
+            ICoordinatorTransport transport = new MassTransitCoordinatorTransport(sp);
+            var window = sp.GetRequiredService<IOptions<CoordinatorOptions>>().Value.CommitBatchWindow;
+            return window > TimeSpan.Zero && !FaultInjection.IsArmed
+                ? new CommitBatchingTransport(transport, window, sp.GetRequiredService<TimeProvider>())
+                : transport;
+        });
         services.TryAddSingleton<CoordinatorRuntime>();
         // First: nothing of the coordinator (nor the bus, registered after this) starts before this
         // process owns the coordinator id on the journal.
@@ -53,7 +60,7 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
     /// <summary>
     /// Adds the receive endpoint <c>txcoord-coordinator-&lt;CoordinatorId&gt;</c> handling
     /// CommitTransaction, RollbackTransaction, GetTransactionOutcome, BranchVoted,
-    /// BranchCommitted, BranchAborted and, for 3PC, BranchPreCommitted and TerminationDecided. Works with RabbitMQ and with the in-memory transport
+    /// BranchCommitted, BranchesCommitted, BranchAborted and, for 3PC, BranchPreCommitted and TerminationDecided. Works with RabbitMQ and with the in-memory transport
     /// (embedded mode). Needs <see cref="TxCoordCoordinatorServiceCollectionExtensions.AddTxCoordCoordinator"/>.
     /// </summary>
     public static void ConfigureTxCoordCoordinatorEndpoint(this IBusFactoryConfigurator configurator, IRegistrationContext context)
@@ -80,6 +87,7 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
             endpoint.Handler<GetTransactionOutcome>(runtime.HandleGetOutcomeAsync);
             endpoint.Handler<BranchVoted>(runtime.HandleVoteAsync);
             endpoint.Handler<BranchCommitted>(runtime.HandleCommittedAsync);
+            endpoint.Handler<BranchesCommitted>(runtime.HandleCommittedBatchAsync);
             endpoint.Handler<BranchAborted>(runtime.HandleAbortedAsync);
             endpoint.Handler<BranchPreCommitted>(runtime.HandlePreCommittedAsync);
             endpoint.Handler<TerminationDecided>(runtime.HandleTerminationDecidedAsync);

@@ -87,6 +87,7 @@ public static class TxCoordBusConfiguratorExtensions
                 endpoint.UseTxCoordBusFaults();
                 endpoint.Handler<PrepareBranch>(participant.HandlePrepareAsync);
                 endpoint.Handler<CommitBranch>(participant.HandleCommitAsync);
+                endpoint.Handler<CommitBranches>(participant.HandleCommitBatchAsync);
                 endpoint.Handler<AbortBranch>(participant.HandleAbortAsync);
                 endpoint.Handler<PreCommitBranch>(participant.HandlePreCommitAsync);
                 endpoint.Handler<GetBranchState>(participant.HandleGetBranchStateAsync);

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Time.Testing;
 using TxCoord.Contracts;
 using TxCoord.Coordinator.Engine;
+using TxCoord.Coordinator.Host;
 using TxCoord.Coordinator.Host.Dashboard;
 using TxCoord.Coordinator.Monitoring;
 
@@ -175,6 +176,43 @@ public sealed class DashboardUnitTests
             Assert.That(ok, Is.False);
             Assert.That(error, Does.Contain(key.Split(':')[^1] == "ConnectionString" ? key.Split(':')[2] : key).And.Contain(message));
         });
+    }
+
+    [TestCase("-00:00:00.001", "is not a TimeSpan of zero or more")]
+    [TestCase("00:00:02", "must lie between 00:00:00 (no batching) and 00:00:01")]
+    public void CoordinatorSettings_BadCommitBatchWindow_RefusedNamingTheKey(string value, string message)
+    {
+        var ok = CoordinatorHostSettings.TryRead(CoordinatorConfiguration(value), out _, out var error);
+        Assert.Multiple(() =>
+        {
+            Assert.That(ok, Is.False);
+            Assert.That(error, Does.Contain("CommitBatchWindow").And.Contain(message));
+        });
+    }
+
+    [TestCase(null, 10)]
+    [TestCase("00:00:00", 0)]
+    [TestCase("00:00:00.025", 25)]
+    public void CoordinatorSettings_CommitBatchWindow_DefaultsTo10msAndZeroTurnsItOff(string? value, int expectedMs)
+    {
+        Assert.That(CoordinatorHostSettings.TryRead(CoordinatorConfiguration(value), out var settings, out var error), Is.True, error);
+        Assert.That(settings!.Coordinator.CommitBatchWindow, Is.EqualTo(TimeSpan.FromMilliseconds(expectedMs)));
+    }
+
+    private static IConfiguration CoordinatorConfiguration(string? commitBatchWindow)
+    {
+        var values = new Dictionary<string, string?>
+        {
+            ["TxCoord:CoordinatorId"] = "coord-1",
+            ["ConnectionStrings:Journal"] = "Host=127.0.0.1;Database=journal",
+            ["ConnectionStrings:RabbitMq"] = "amqp://guest:guest@127.0.0.1:5672/",
+        };
+        if (commitBatchWindow is not null)
+        {
+            values["TxCoord:CommitBatchWindow"] = commitBatchWindow;
+        }
+
+        return new ConfigurationBuilder().AddInMemoryCollection(values).Build();
     }
 
     [Test]

@@ -199,6 +199,35 @@ public sealed class ParticipantProtocolTests
     }
 
     [Test]
+    public async Task CommitBranches_CommitsEveryPreparedBranch_AndAcknowledgesThemInOneMessage()
+    {
+        var (first, firstKey) = await StartBranchAsync();
+        var (second, secondKey) = await StartBranchAsync();
+        foreach (var id in new[] { first, second })
+        {
+            await _probe.SendAsync(_participant, Prepare(id));
+            Assert.That((await _probe.NextAsync<BranchVoted>(id)).Vote, Is.EqualTo(Vote.Yes));
+        }
+
+        var neverWorked = TransactionId.New();
+        var batch = new CommitBranches { Coordinator = _probe.Id, Participant = new ParticipantId(_participant), TransactionIds = [first, neverWorked, second] };
+        await _probe.SendAsync(_participant, batch);
+        var acknowledged = await _probe.NextAsync<BranchesCommitted>(first);
+        Assert.Multiple(async () =>
+        {
+            Assert.That(acknowledged.TransactionIds, Is.EquivalentTo(new[] { first, second }), "a branch that never prepared is not acknowledged");
+            Assert.That(acknowledged.Participant.Value, Is.EqualTo(_participant));
+            Assert.That(await KeyValueParticipant.ReadAsync(Database, firstKey), Is.EqualTo("v"));
+            Assert.That(await KeyValueParticipant.ReadAsync(Database, secondKey), Is.EqualTo("v"));
+            Assert.That(await KeyValueParticipant.CountPreparedAsync(Database), Is.Zero);
+        });
+
+        // Redelivered or re-driven: the committed branches are acknowledged again, nothing else changes.
+        await _probe.SendAsync(_participant, batch with { TransactionIds = [first, second] });
+        Assert.That((await _probe.NextAsync<BranchesCommitted>(first)).TransactionIds, Is.EquivalentTo(new[] { first, second }));
+    }
+
+    [Test]
     public void InvalidParticipantOptions_AreRejectedWithWhatToFix()
     {
         var services = new ServiceCollection();

@@ -119,6 +119,11 @@ internal sealed partial class CoordinatorRuntime
     public Task HandleCommittedAsync(ConsumeContext<BranchCommitted> context) =>
         CommitAcknowledgedAsync(context.Message, context.CancellationToken);
 
+    /// <summary>Each acknowledgement of a batch on its own, at once; the delivery is retried when any of them failed (all are idempotent).</summary>
+    public Task HandleCommittedBatchAsync(ConsumeContext<BranchesCommitted> context) =>
+        Task.WhenAll(context.Message.TransactionIds.Distinct().Select(id =>
+            CommitAcknowledgedAsync(new BranchCommitted { TransactionId = id, Participant = context.Message.Participant }, context.CancellationToken)));
+
     public Task HandleAbortedAsync(ConsumeContext<BranchAborted> context) =>
         AbortAcknowledgedAsync(context.Message, context.CancellationToken);
 

@@ -43,6 +43,7 @@ internal sealed class ProbeCoordinator : IAsyncDisposable
             {
                 e.Handler<BranchVoted>(c => Record(replies, c.Message));
                 e.Handler<BranchCommitted>(c => Record(replies, c.Message));
+                e.Handler<BranchesCommitted>(c => Record(replies, c.Message));
                 e.Handler<BranchAborted>(c => Record(replies, c.Message));
                 e.Handler<GetTransactionOutcome>(c => c.RespondAsync(new TransactionOutcomeReported
                 {
@@ -130,6 +131,7 @@ internal sealed class ProbeCoordinator : IAsyncDisposable
     {
         BranchVoted v => v.TransactionId,
         BranchCommitted c => c.TransactionId,
+        BranchesCommitted b => b.TransactionIds.FirstOrDefault(), // a batch is found by its first transaction
         BranchAborted a => a.TransactionId,
         _ => default,
     };

@@ -1,3 +1,4 @@
+using System.Globalization;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -258,6 +259,11 @@ internal sealed class EmbeddedVariant(BenchEnvironment environment, InProcessCou
         {
             o.CoordinatorId = CoordinatorId;
             o.JournalConnectionString = environment.Database(BenchEnvironment.Journal);
+            // The same variable the coordinator service reads, so one setting compares B3 and B3e.
+            if (TimeSpan.TryParse(Environment.GetEnvironmentVariable("TxCoord__CommitBatchWindow"), CultureInfo.InvariantCulture, out var window))
+            {
+                o.CommitBatchWindow = window;
+            }
         });
         builder.Services.AddBankParticipant(TxCoordTransfer.DebitParticipant, environment.Database(BenchEnvironment.BankA));
         builder.Services.AddBankParticipant(TxCoordTransfer.CreditParticipant, environment.Database(BenchEnvironment.BankB));

@@ -1,0 +1,157 @@
+using Microsoft.Extensions.Time.Testing;
+using TxCoord.Contracts;
+using TxCoord.Coordinator.Runtime;
+
+namespace TxCoord.Tests.Unit.Engine;
+
+public sealed class CommitBatchingTransportTests
+{
+    private static readonly TimeSpan Window = TimeSpan.FromMilliseconds(10);
+    private static readonly CoordinatorId Coordinator = new("coord-1");
+    private static readonly ParticipantId A = new("bank-a");
+    private static readonly ParticipantId B = new("bank-b");
+
+    private FakeTimeProvider _time = null!;
+    private RecordingTransport _inner = null!;
+    private CommitBatchingTransport _transport = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _time = new FakeTimeProvider();
+        _inner = new RecordingTransport();
+        _transport = new CommitBatchingTransport(_inner, Window, _time);
+    }
+
+    [Test]
+    public async Task LoneCommit_LeavesAtOnceAsACommitBranch()
+    {
+        var id = TransactionId.New();
+        await _transport.SendToParticipantAsync(A, Commit(id, A), CancellationToken.None);
+
+        Assert.That(_inner.Sent, Has.Count.EqualTo(1));
+        Assert.That(_inner.Sent[0].Message, Is.EqualTo(Commit(id, A)));
+    }
+
+    [Test]
+    public async Task CommitsWithinTheWindow_WaitForItsEnd_AndLeaveAsOneCommitBranches()
+    {
+        var first = TransactionId.New();
+        var second = TransactionId.New();
+        var third = TransactionId.New();
+        await _transport.SendToParticipantAsync(A, Commit(first, A), CancellationToken.None);
+
+        _time.Advance(TimeSpan.FromMilliseconds(3));
+        var secondSent = _transport.SendToParticipantAsync(A, Commit(second, A), CancellationToken.None);
+        var thirdSent = _transport.SendToParticipantAsync(A, Commit(third, A), CancellationToken.None);
+        Assert.Multiple(() =>
+        {
+            Assert.That(secondSent.IsCompleted, Is.False, "waits for the window's end");
+            Assert.That(_inner.Sent, Has.Count.EqualTo(1));
+        });
+
+        _time.Advance(TimeSpan.FromMilliseconds(7));
+        await Task.WhenAll(secondSent, thirdSent).WaitAsync(TimeSpan.FromSeconds(5));
+
+        Assert.That(_inner.Sent, Has.Count.EqualTo(2));
+        var batch = (CommitBranches)_inner.Sent[1].Message;
+        Assert.Multiple(() =>
+        {
+            Assert.That(_inner.Sent[1].Participant, Is.EqualTo(A));
+            Assert.That(batch.Participant, Is.EqualTo(A));
+            Assert.That(batch.Coordinator, Is.EqualTo(Coordinator));
+            Assert.That(batch.TransactionIds, Is.EqualTo(new[] { second, third }));
+        });
+    }
+
+    [Test]
+    public async Task OneCommitWaiting_LeavesAsAPlainCommitBranch_AndAfterAQuietWindowTheNextLeavesAtOnce()
+    {
+        await _transport.SendToParticipantAsync(A, Commit(TransactionId.New(), A), CancellationToken.None);
+        var late = TransactionId.New();
+        var lateSent = _transport.SendToParticipantAsync(A, Commit(late, A), CancellationToken.None);
+        _time.Advance(Window);
+        await lateSent.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.That(_inner.Sent[1].Message, Is.EqualTo(Commit(late, A)));
+
+        _time.Advance(Window);
+        var quiet = TransactionId.New();
+        var quietSent = _transport.SendToParticipantAsync(A, Commit(quiet, A), CancellationToken.None);
+        Assert.That(quietSent.IsCompleted, Is.True, "a window passed since the last commit message");
+        Assert.That(_inner.Sent[2].Message, Is.EqualTo(Commit(quiet, A)));
+    }
+
+    [Test]
+    public async Task Participants_AreBatchedApart()
+    {
+        await _transport.SendToParticipantAsync(A, Commit(TransactionId.New(), A), CancellationToken.None);
+        var toB = _transport.SendToParticipantAsync(B, Commit(TransactionId.New(), B), CancellationToken.None);
+        Assert.That(toB.IsCompleted, Is.True, "B had no commit in the window: it does not wait for A's");
+        Assert.That(_inner.Sent.Select(s => s.Participant), Is.EqualTo(new[] { A, B }));
+    }
+
+    [Test]
+    public async Task FullBatch_LeavesAtOnce()
+    {
+        await _transport.SendToParticipantAsync(A, Commit(TransactionId.New(), A), CancellationToken.None);
+        var waiting = Enumerable.Range(0, CommitBatchingTransport.MaxBatchSize)
+            .Select(_ => _transport.SendToParticipantAsync(A, Commit(TransactionId.New(), A), CancellationToken.None))
+            .ToArray();
+
+        await Task.WhenAll(waiting).WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.That(((CommitBranches)_inner.Sent[1].Message).TransactionIds, Has.Count.EqualTo(CommitBatchingTransport.MaxBatchSize));
+    }
+
+    [Test]
+    public async Task FailedBatchSend_FailsEveryCommitItCarried()
+    {
+        await _transport.SendToParticipantAsync(A, Commit(TransactionId.New(), A), CancellationToken.None);
+        _inner.Failure = new InvalidOperationException("broker gone");
+        var one = _transport.SendToParticipantAsync(A, Commit(TransactionId.New(), A), CancellationToken.None);
+        var two = _transport.SendToParticipantAsync(A, Commit(TransactionId.New(), A), CancellationToken.None);
+        _time.Advance(Window);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(async () => await one.WaitAsync(TimeSpan.FromSeconds(5)), Throws.InvalidOperationException);
+            Assert.That(async () => await two.WaitAsync(TimeSpan.FromSeconds(5)), Throws.InvalidOperationException);
+        });
+    }
+
+    [Test]
+    public async Task OtherMessages_PassStraightThrough()
+    {
+        await _transport.SendToParticipantAsync(A, Commit(TransactionId.New(), A), CancellationToken.None);
+        var prepare = new PrepareBranch { TransactionId = TransactionId.New(), Coordinator = Coordinator, Participant = A };
+        await _transport.SendToParticipantAsync(A, prepare, CancellationToken.None);
+        Assert.That(_inner.Sent[1].Message, Is.SameAs(prepare));
+    }
+
+    private static CommitBranch Commit(TransactionId id, ParticipantId participant) =>
+        new() { TransactionId = id, Coordinator = Coordinator, Participant = participant };
+
+    private sealed class RecordingTransport : ICoordinatorTransport
+    {
+        public List<(ParticipantId Participant, object Message)> Sent { get; } = [];
+
+        public Exception? Failure { get; set; }
+
+        public Task SendToParticipantAsync<T>(ParticipantId participant, T message, CancellationToken cancellationToken)
+            where T : class
+        {
+            if (Failure is { } failure)
+            {
+                return Task.FromException(failure);
+            }
+
+            lock (Sent)
+            {
+                Sent.Add((participant, message));
+            }
+
+            return Task.CompletedTask;
+        }
+
+        public Task ReplyAsync(ReplyTarget target, TransactionCompleted message, CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+}
