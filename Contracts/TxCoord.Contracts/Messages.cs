@@ -125,6 +125,19 @@ public sealed record PrepareBranch
     public IReadOnlyList<ParticipantId> Participants { get; init; } = [];
 }
 
+/// <summary>
+/// Phase 1 for several transactions at once: exactly <see cref="PrepareBranch"/> for each of
+/// <see cref="Branches"/>, answered by one <see cref="BranchesVoted"/>. The coordinator sends it
+/// when prepares to the same participant come closer together than its <c>BatchWindow</c>; a
+/// lone prepare still goes out as <see cref="PrepareBranch"/>.
+/// </summary>
+public sealed record PrepareBranches
+{
+    public required CoordinatorId Coordinator { get; init; }
+    public required ParticipantId Participant { get; init; }
+    public required IReadOnlyList<PrepareBranch> Branches { get; init; }
+}
+
 /// <summary>Phase 2: commit the prepared branch (answered by <see cref="BranchCommitted"/>).</summary>
 public sealed record CommitBranch
 {
@@ -137,7 +150,7 @@ public sealed record CommitBranch
 /// Phase 2 for several transactions at once: exactly <see cref="CommitBranch"/> for each of
 /// <see cref="TransactionIds"/>, answered by one <see cref="BranchesCommitted"/>. The coordinator
 /// sends it when commits to the same participant come closer together than its
-/// <c>CommitBatchWindow</c>; a lone commit still goes out as <see cref="CommitBranch"/>.
+/// <c>BatchWindow</c>; a lone commit still goes out as <see cref="CommitBranch"/>.
 /// </summary>
 public sealed record CommitBranches
 {
@@ -164,6 +177,13 @@ public sealed record BranchVoted
     public required ParticipantId Participant { get; init; }
     public required Vote Vote { get; init; }
     public string? Reason { get; init; }
+}
+
+/// <summary>A participant's answer to <see cref="PrepareBranches"/>: one vote for each branch asked.</summary>
+public sealed record BranchesVoted
+{
+    public required ParticipantId Participant { get; init; }
+    public required IReadOnlyList<BranchVoted> Votes { get; init; }
 }
 
 /// <summary>A participant's acknowledgement that its branch committed.</summary>

@@ -10,7 +10,7 @@ namespace TxCoord.Coordinator.Host;
 /// (<c>amqp://user:password@host:port/vhost</c>), <c>TxCoord:CoordinatorId</c>, and optional
 /// <c>TxCoord:VoteTimeout</c>, <c>TxCoord:DefaultTransactionTimeout</c>,
 /// <c>TxCoord:RedriveInitialInterval</c>, <c>TxCoord:RedriveMaxInterval</c>,
-/// <c>TxCoord:TickInterval</c>, <c>TxCoord:CommitBatchWindow</c> (TimeSpan strings such as
+/// <c>TxCoord:TickInterval</c>, <c>TxCoord:BatchWindow</c> (TimeSpan strings such as
 /// <c>00:00:10</c>; the batch window may be <c>00:00:00</c>: no batching).
 /// </summary>
 internal sealed record CoordinatorHostSettings(CoordinatorOptions Coordinator, RabbitMqEndpoint RabbitMq)
@@ -55,7 +55,7 @@ internal sealed record CoordinatorHostSettings(CoordinatorOptions Coordinator, R
         options.RedriveInitialInterval = ReadTimeSpan(configuration, nameof(CoordinatorOptions.RedriveInitialInterval), options.RedriveInitialInterval, errors);
         options.RedriveMaxInterval = ReadTimeSpan(configuration, nameof(CoordinatorOptions.RedriveMaxInterval), options.RedriveMaxInterval, errors);
         options.TickInterval = ReadTimeSpan(configuration, nameof(CoordinatorOptions.TickInterval), options.TickInterval, errors);
-        options.CommitBatchWindow = ReadTimeSpan(configuration, nameof(CoordinatorOptions.CommitBatchWindow), options.CommitBatchWindow, errors, allowZero: true);
+        options.BatchWindow = ReadTimeSpan(configuration, nameof(CoordinatorOptions.BatchWindow), options.BatchWindow, errors, allowZero: true);
 
         if (errors.Count == 0 && CoordinatorOptionsValidator.Check(options) is { Count: > 0 } remaining)
         {

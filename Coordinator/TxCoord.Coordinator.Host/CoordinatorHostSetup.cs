@@ -81,7 +81,7 @@ internal static class CoordinatorHostSetup
             options.RedriveInitialInterval = coordinator.RedriveInitialInterval;
             options.RedriveMaxInterval = coordinator.RedriveMaxInterval;
             options.TickInterval = coordinator.TickInterval;
-            options.CommitBatchWindow = coordinator.CommitBatchWindow;
+            options.BatchWindow = coordinator.BatchWindow;
         });
 
         var rabbitMq = settings.RabbitMq;

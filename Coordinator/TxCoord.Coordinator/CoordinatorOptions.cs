@@ -18,11 +18,11 @@ public sealed class CoordinatorOptions
     /// <summary>Default of <see cref="RedriveMaxInterval"/>: 30 seconds.</summary>
     public static readonly TimeSpan DefaultRedriveMaxInterval = TimeSpan.FromSeconds(30);
 
-    /// <summary>Default of <see cref="CommitBatchWindow"/>: 10 milliseconds.</summary>
-    public static readonly TimeSpan DefaultCommitBatchWindow = TimeSpan.FromMilliseconds(10);
+    /// <summary>Default of <see cref="BatchWindow"/>: 10 milliseconds.</summary>
+    public static readonly TimeSpan DefaultBatchWindow = TimeSpan.FromMilliseconds(10);
 
-    /// <summary>The longest <see cref="CommitBatchWindow"/> accepted: 1 second.</summary>
-    public static readonly TimeSpan MaxCommitBatchWindow = TimeSpan.FromSeconds(1);
+    /// <summary>The longest <see cref="BatchWindow"/> accepted: 1 second.</summary>
+    public static readonly TimeSpan MaxBatchWindow = TimeSpan.FromSeconds(1);
 
     /// <summary>Default of <see cref="TickInterval"/>: 100 milliseconds.</summary>
     public static readonly TimeSpan DefaultTickInterval = TimeSpan.FromMilliseconds(100);
@@ -57,12 +57,13 @@ public sealed class CoordinatorOptions
     public TimeSpan TickInterval { get; set; } = DefaultTickInterval;
 
     /// <summary>
-    /// Phase-2 batching: a participant gets at most one commit message per window; the commits
-    /// for it that come within the window after one was sent leave together at the window's end,
-    /// as one CommitBranches message answered by one BranchesCommitted. A commit after a quiet
-    /// window leaves at once, so nothing waits at low load. Only phase 2 waits (the initiator is
-    /// answered before it); a prepared branch holds its locks up to one window longer.
-    /// <see cref="TimeSpan.Zero"/> turns batching off. At most <see cref="MaxCommitBatchWindow"/>.
+    /// Protocol-message batching: a participant gets at most one PrepareBranch message and one
+    /// CommitBranch message per window; those for it that come within the window after one was
+    /// sent leave together at the window's end, as one PrepareBranches (answered by one
+    /// BranchesVoted) or CommitBranches (answered by one BranchesCommitted). A message after a
+    /// quiet window leaves at once, so nothing waits at low load; at load a prepare may wait up to
+    /// one window, and a prepared branch holds its locks up to one window longer before its commit.
+    /// <see cref="TimeSpan.Zero"/> turns batching off. At most <see cref="MaxBatchWindow"/>.
     /// </summary>
-    public TimeSpan CommitBatchWindow { get; set; } = DefaultCommitBatchWindow;
+    public TimeSpan BatchWindow { get; set; } = DefaultBatchWindow;
 }

@@ -33,10 +33,10 @@ internal sealed class CoordinatorOptionsValidator : IValidateOptions<Coordinator
         Positive(failures, nameof(CoordinatorOptions.RedriveInitialInterval), options.RedriveInitialInterval);
         Positive(failures, nameof(CoordinatorOptions.RedriveMaxInterval), options.RedriveMaxInterval);
         Positive(failures, nameof(CoordinatorOptions.TickInterval), options.TickInterval);
-        if (options.CommitBatchWindow < TimeSpan.Zero || options.CommitBatchWindow > CoordinatorOptions.MaxCommitBatchWindow)
+        if (options.BatchWindow < TimeSpan.Zero || options.BatchWindow > CoordinatorOptions.MaxBatchWindow)
         {
             failures.Add(
-                $"{nameof(CoordinatorOptions.CommitBatchWindow)} ({options.CommitBatchWindow}) must lie between 00:00:00 (no batching) and {CoordinatorOptions.MaxCommitBatchWindow}.");
+                $"{nameof(CoordinatorOptions.BatchWindow)} ({options.BatchWindow}) must lie between 00:00:00 (no batching) and {CoordinatorOptions.MaxBatchWindow}.");
         }
 
         if (options.RedriveMaxInterval < options.RedriveInitialInterval)

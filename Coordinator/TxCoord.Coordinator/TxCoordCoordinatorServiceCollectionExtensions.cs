@@ -36,9 +36,9 @@ public static class TxCoordCoordinatorServiceCollectionExtensions
         services.TryAddSingleton<ICoordinatorTransport>(sp =>
         {
             ICoordinatorTransport transport = new MassTransitCoordinatorTransport(sp);
-            var window = sp.GetRequiredService<IOptions<CoordinatorOptions>>().Value.CommitBatchWindow;
+            var window = sp.GetRequiredService<IOptions<CoordinatorOptions>>().Value.BatchWindow;
             return window > TimeSpan.Zero && !FaultInjection.IsArmed
-                ? new CommitBatchingTransport(transport, window, sp.GetRequiredService<TimeProvider>())
+                ? new BatchingCoordinatorTransport(transport, window, sp.GetRequiredService<TimeProvider>())
                 : transport;
         });
         services.TryAddSingleton<CoordinatorRuntime>();
@@ -59,7 +59,7 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
 
     /// <summary>
     /// Adds the receive endpoint <c>txcoord-coordinator-&lt;CoordinatorId&gt;</c> handling
-    /// CommitTransaction, RollbackTransaction, GetTransactionOutcome, BranchVoted,
+    /// CommitTransaction, RollbackTransaction, GetTransactionOutcome, BranchVoted, BranchesVoted,
     /// BranchCommitted, BranchesCommitted, BranchAborted and, for 3PC, BranchPreCommitted and TerminationDecided. Works with RabbitMQ and with the in-memory transport
     /// (embedded mode). Needs <see cref="TxCoordCoordinatorServiceCollectionExtensions.AddTxCoordCoordinator"/>.
     /// </summary>
@@ -86,6 +86,7 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
             endpoint.Handler<RollbackTransaction>(runtime.HandleRollbackAsync);
             endpoint.Handler<GetTransactionOutcome>(runtime.HandleGetOutcomeAsync);
             endpoint.Handler<BranchVoted>(runtime.HandleVoteAsync);
+            endpoint.Handler<BranchesVoted>(runtime.HandleVotesAsync);
             endpoint.Handler<BranchCommitted>(runtime.HandleCommittedAsync);
             endpoint.Handler<BranchesCommitted>(runtime.HandleCommittedBatchAsync);
             endpoint.Handler<BranchAborted>(runtime.HandleAbortedAsync);

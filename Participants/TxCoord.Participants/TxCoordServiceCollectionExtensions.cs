@@ -86,6 +86,7 @@ public static class TxCoordBusConfiguratorExtensions
                 endpoint.UseTxCoordDeliveryWatch(participant.Id.Value, deliveryLogger, time);
                 endpoint.UseTxCoordBusFaults();
                 endpoint.Handler<PrepareBranch>(participant.HandlePrepareAsync);
+                endpoint.Handler<PrepareBranches>(participant.HandlePrepareBatchAsync);
                 endpoint.Handler<CommitBranch>(participant.HandleCommitAsync);
                 endpoint.Handler<CommitBranches>(participant.HandleCommitBatchAsync);
                 endpoint.Handler<AbortBranch>(participant.HandleAbortAsync);

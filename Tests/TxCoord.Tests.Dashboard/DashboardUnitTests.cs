@@ -180,23 +180,23 @@ public sealed class DashboardUnitTests
 
     [TestCase("-00:00:00.001", "is not a TimeSpan of zero or more")]
     [TestCase("00:00:02", "must lie between 00:00:00 (no batching) and 00:00:01")]
-    public void CoordinatorSettings_BadCommitBatchWindow_RefusedNamingTheKey(string value, string message)
+    public void CoordinatorSettings_BadBatchWindow_RefusedNamingTheKey(string value, string message)
     {
         var ok = CoordinatorHostSettings.TryRead(CoordinatorConfiguration(value), out _, out var error);
         Assert.Multiple(() =>
         {
             Assert.That(ok, Is.False);
-            Assert.That(error, Does.Contain("CommitBatchWindow").And.Contain(message));
+            Assert.That(error, Does.Contain("BatchWindow").And.Contain(message));
         });
     }
 
     [TestCase(null, 10)]
     [TestCase("00:00:00", 0)]
     [TestCase("00:00:00.025", 25)]
-    public void CoordinatorSettings_CommitBatchWindow_DefaultsTo10msAndZeroTurnsItOff(string? value, int expectedMs)
+    public void CoordinatorSettings_BatchWindow_DefaultsTo10msAndZeroTurnsItOff(string? value, int expectedMs)
     {
         Assert.That(CoordinatorHostSettings.TryRead(CoordinatorConfiguration(value), out var settings, out var error), Is.True, error);
-        Assert.That(settings!.Coordinator.CommitBatchWindow, Is.EqualTo(TimeSpan.FromMilliseconds(expectedMs)));
+        Assert.That(settings!.Coordinator.BatchWindow, Is.EqualTo(TimeSpan.FromMilliseconds(expectedMs)));
     }
 
     private static IConfiguration CoordinatorConfiguration(string? commitBatchWindow)
@@ -209,7 +209,7 @@ public sealed class DashboardUnitTests
         };
         if (commitBatchWindow is not null)
         {
-            values["TxCoord:CommitBatchWindow"] = commitBatchWindow;
+            values["TxCoord:BatchWindow"] = commitBatchWindow;
         }
 
         return new ConfigurationBuilder().AddInMemoryCollection(values).Build();

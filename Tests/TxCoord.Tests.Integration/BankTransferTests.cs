@@ -55,6 +55,12 @@ public sealed class BankTransferTests
         var total = await BankLedger.TotalBalanceAsync(bankA) + await BankLedger.TotalBalanceAsync(bankB);
         await TestContext.Progress.WriteLineAsync(
             $"{transport}{(earlyPrepare ? ", early prepare" : "")}: {run.Committed} committed, {run.Aborted} aborted, {run.InDoubt} in doubt in {run.Elapsed.TotalSeconds:F1} s ({run.TransfersPerSecond:F0}/s)");
+        foreach (var why in run.Transfers.Where(t => t.Outcome != CommitOutcome.Committed)
+                     .GroupBy(t => System.Text.RegularExpressions.Regex.Replace(t.Refusal ?? t.Reason ?? "?", "[0-9a-f-]{8,}|\\d+", "N"))
+                     .OrderByDescending(g => g.Count()).Take(5))
+        {
+            await TestContext.Progress.WriteLineAsync($"  {why.Count(),5} not committed: {why.Key}");
+        }
 
         Assert.Multiple(() =>
         {

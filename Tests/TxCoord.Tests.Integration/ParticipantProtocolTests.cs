@@ -199,17 +199,25 @@ public sealed class ParticipantProtocolTests
     }
 
     [Test]
-    public async Task CommitBranches_CommitsEveryPreparedBranch_AndAcknowledgesThemInOneMessage()
+    public async Task PrepareBranchesAndCommitBranches_HandleEachBranchAsAloneMessageWould_AndAnswerInOneMessageEach()
     {
         var (first, firstKey) = await StartBranchAsync();
         var (second, secondKey) = await StartBranchAsync();
-        foreach (var id in new[] { first, second })
-        {
-            await _probe.SendAsync(_participant, Prepare(id));
-            Assert.That((await _probe.NextAsync<BranchVoted>(id)).Vote, Is.EqualTo(Vote.Yes));
-        }
-
         var neverWorked = TransactionId.New();
+        var participant = new ParticipantId(_participant);
+        await _probe.SendAsync(_participant, new PrepareBranches
+        {
+            Coordinator = _probe.Id, Participant = participant, Branches = [Prepare(first), Prepare(neverWorked), Prepare(second)],
+        });
+        var voted = await _probe.NextAsync<BranchesVoted>(first);
+        Assert.Multiple(async () =>
+        {
+            Assert.That(voted.Participant, Is.EqualTo(participant));
+            Assert.That(voted.Votes.Select(v => (v.TransactionId, v.Vote)), Is.EqualTo(new[] { (first, Vote.Yes), (neverWorked, Vote.No), (second, Vote.Yes) }),
+                "one vote per branch, in the order asked; no work, no Yes");
+            Assert.That(await KeyValueParticipant.CountPreparedAsync(Database), Is.EqualTo(2));
+        });
+
         var batch = new CommitBranches { Coordinator = _probe.Id, Participant = new ParticipantId(_participant), TransactionIds = [first, neverWorked, second] };
         await _probe.SendAsync(_participant, batch);
         var acknowledged = await _probe.NextAsync<BranchesCommitted>(first);

@@ -114,8 +114,10 @@ public sealed class ThreePhaseTerminationTests
         {
             Assert.That(asked.Outcome, Is.EqualTo(CommitOutcome.Committed));
             Assert.That(await cluster.CountPreparedAsync(), Is.Zero);
-            Assert.That(cluster.Process(cluster.CoordinatorId).Output, Does.Contain("termination protocol decided Committed"));
         });
+        // Not asserted: which of two correct paths adopted the commit. The leader's TerminationDecided
+        // waits in the queue while the coordinator is down; the restarted coordinator re-sends
+        // PreCommit at recovery, and the participants' BranchCommitted answers may be consumed first.
         await cluster.AssertAppliedAsync(tx.Id, committed: true);
     }
 

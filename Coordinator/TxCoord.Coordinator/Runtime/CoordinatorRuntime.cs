@@ -119,6 +119,10 @@ internal sealed partial class CoordinatorRuntime
     public Task HandleCommittedAsync(ConsumeContext<BranchCommitted> context) =>
         CommitAcknowledgedAsync(context.Message, context.CancellationToken);
 
+    /// <summary>Each vote of a batch on its own, at once; the delivery is retried when any of them failed (votes are idempotent).</summary>
+    public Task HandleVotesAsync(ConsumeContext<BranchesVoted> context) =>
+        Task.WhenAll(context.Message.Votes.Select(vote => VoteAsync(vote with { Participant = context.Message.Participant }, context.CancellationToken)));
+
     /// <summary>Each acknowledgement of a batch on its own, at once; the delivery is retried when any of them failed (all are idempotent).</summary>
     public Task HandleCommittedBatchAsync(ConsumeContext<BranchesCommitted> context) =>
         Task.WhenAll(context.Message.TransactionIds.Distinct().Select(id =>

@@ -279,63 +279,120 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         }
     }
 
-    /// <summary>How many branches of one <see cref="CommitBranches"/> commit at once.</summary>
-    internal const int BatchCommitParallelism = 8;
-
     /// <summary>
     /// <see cref="CommitBranch"/> for several transactions: each branch commits exactly as for a
-    /// lone CommitBranch, up to <see cref="BatchCommitParallelism"/> at once (each COMMIT PREPARED
-    /// needs its own round trip, as PostgreSQL refuses it inside a batch's implicit transaction;
+    /// lone CommitBranch, up to <see cref="BatchParallelism"/> at once (each COMMIT PREPARED needs
+    /// its own round trip, as PostgreSQL refuses it inside a batch's implicit transaction;
     /// concurrent ones share WAL flushes), then one <see cref="BranchesCommitted"/> names those
-    /// committed. When one failed, the delivery fails after that answer and is retried whole
-    /// (committing is idempotent: the committed ones are acknowledged again).
+    /// committed, in the order asked. When one failed, the delivery fails after that answer and is
+    /// retried whole (committing is idempotent: the committed ones are acknowledged again).
     /// </summary>
     public async Task HandleCommitBatchAsync(ConsumeContext<CommitBranches> context)
     {
         await InitializeAsync();
         var message = context.Message;
-        var first = message.TransactionIds.Count > 0 ? message.TransactionIds[0] : default;
-        if (!IsForMe(message.Participant, first) || !TryCreateGid(message.Coordinator, first, out _))
+        var ids = message.TransactionIds.Distinct().ToArray();
+        if (ids.Length == 0 || !IsForMe(message.Participant, ids[0]) || !TryCreateGid(message.Coordinator, ids[0], out _))
         {
             return;
         }
 
-        var committed = new List<TransactionId>();
+        var committed = await ForEachBranchAsync(ids, id => CommitAsync(BranchGid.Create(message.Coordinator, id, Id), context.CancellationToken));
+        var acknowledged = ids.Where((_, i) => committed.Results[i]).ToArray();
+        if (acknowledged.Length > 0)
+        {
+            var coordinator = await context.GetSendEndpoint(TxCoordQueues.CoordinatorAddress(message.Coordinator));
+            CrashPoint.Hit(CrashPoints.ParticipantAfterCommit);
+            await coordinator.Send(new BranchesCommitted { Participant = Id, TransactionIds = acknowledged });
+        }
+
+        committed.ThrowIfAnyFailed();
+    }
+
+    /// <summary>
+    /// <see cref="PrepareBranch"/> for several transactions: each branch prepares exactly as for a
+    /// lone PrepareBranch, up to <see cref="BatchParallelism"/> at once, then one
+    /// <see cref="BranchesVoted"/> carries the votes, in the order asked. A branch whose prepare
+    /// failed with an exception gets no vote; the delivery then fails after the answer and is
+    /// retried whole (a prepared branch votes Yes again).
+    /// </summary>
+    public async Task HandlePrepareBatchAsync(ConsumeContext<PrepareBranches> context)
+    {
+        await InitializeAsync();
+        var message = context.Message;
+        var branches = message.Branches.DistinctBy(b => b.TransactionId)
+            .Where(b => IsForMe(b.Participant, b.TransactionId) && b.Coordinator == message.Coordinator)
+            .ToArray();
+        if (branches.Length == 0 || !TryCreateGid(message.Coordinator, branches[0].TransactionId, out _))
+        {
+            return;
+        }
+
+        var voted = await ForEachBranchAsync(branches, async prepare =>
+        {
+            var gid = BranchGid.Create(prepare.Coordinator, prepare.TransactionId, Id);
+            var branch = await _branches.AcquireAsync(gid, context.CancellationToken);
+            (Vote Vote, string? Reason) vote;
+            try
+            {
+                vote = await PrepareAsync(branch, prepare, context.CancellationToken);
+            }
+            finally
+            {
+                _branches.Release(branch);
+            }
+
+            Log.Voted(_logger, gid.Transaction, Id.Value, vote.Vote, vote.Reason ?? "");
+            return new BranchVoted { TransactionId = prepare.TransactionId, Participant = Id, Vote = vote.Vote, Reason = vote.Reason };
+        });
+
+        var votes = voted.Results.Where(v => v is not null).Select(v => v!).ToArray();
+        if (votes.Length > 0)
+        {
+            var coordinator = await context.GetSendEndpoint(TxCoordQueues.CoordinatorAddress(message.Coordinator));
+            CrashPoint.Hit(CrashPoints.ParticipantAfterPrepare);
+            await coordinator.Send(new BranchesVoted { Participant = Id, Votes = votes });
+        }
+
+        voted.ThrowIfAnyFailed();
+    }
+
+    /// <summary>How many branches of one batch message are worked on at once.</summary>
+    internal const int BatchParallelism = 8;
+
+    /// <summary>Runs <paramref name="action"/> for every item, <see cref="BatchParallelism"/> at once; a failure leaves its result default.</summary>
+    private static async Task<BatchResults<TResult>> ForEachBranchAsync<TItem, TResult>(IReadOnlyList<TItem> items, Func<TItem, Task<TResult>> action)
+    {
+        var results = new TResult[items.Count];
         var failures = new List<Exception>();
         await Parallel.ForEachAsync(
-            message.TransactionIds.Distinct(),
-            new ParallelOptions { MaxDegreeOfParallelism = BatchCommitParallelism },
-            async (id, _) =>
+            Enumerable.Range(0, items.Count),
+            new ParallelOptions { MaxDegreeOfParallelism = BatchParallelism },
+            async (i, _) =>
             {
                 try
                 {
-                    if (await CommitAsync(BranchGid.Create(message.Coordinator, id, Id), context.CancellationToken))
-                    {
-                        lock (committed)
-                        {
-                            committed.Add(id);
-                        }
-                    }
+                    results[i] = await action(items[i]);
                 }
                 catch (Exception e)
                 {
-                    lock (committed)
+                    lock (failures)
                     {
                         failures.Add(e);
                     }
                 }
             });
+        return new BatchResults<TResult>(results, failures);
+    }
 
-        if (committed.Count > 0)
+    private sealed record BatchResults<TResult>(TResult[] Results, List<Exception> Failures)
+    {
+        public void ThrowIfAnyFailed()
         {
-            var coordinator = await context.GetSendEndpoint(TxCoordQueues.CoordinatorAddress(message.Coordinator));
-            CrashPoint.Hit(CrashPoints.ParticipantAfterCommit);
-            await coordinator.Send(new BranchesCommitted { Participant = Id, TransactionIds = committed });
-        }
-
-        if (failures.Count > 0)
-        {
-            throw failures.Count == 1 ? failures[0] : new AggregateException(failures);
+            if (Failures.Count > 0)
+            {
+                throw Failures.Count == 1 ? Failures[0] : new AggregateException(Failures);
+            }
         }
     }
 

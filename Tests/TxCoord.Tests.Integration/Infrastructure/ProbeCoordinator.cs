@@ -44,6 +44,7 @@ internal sealed class ProbeCoordinator : IAsyncDisposable
                 e.Handler<BranchVoted>(c => Record(replies, c.Message));
                 e.Handler<BranchCommitted>(c => Record(replies, c.Message));
                 e.Handler<BranchesCommitted>(c => Record(replies, c.Message));
+                e.Handler<BranchesVoted>(c => Record(replies, c.Message));
                 e.Handler<BranchAborted>(c => Record(replies, c.Message));
                 e.Handler<GetTransactionOutcome>(c => c.RespondAsync(new TransactionOutcomeReported
                 {
@@ -132,6 +133,7 @@ internal sealed class ProbeCoordinator : IAsyncDisposable
         BranchVoted v => v.TransactionId,
         BranchCommitted c => c.TransactionId,
         BranchesCommitted b => b.TransactionIds.FirstOrDefault(), // a batch is found by its first transaction
+        BranchesVoted b => b.Votes.FirstOrDefault()?.TransactionId ?? default,
         BranchAborted a => a.TransactionId,
         _ => default,
     };

@@ -260,9 +260,9 @@ internal sealed class EmbeddedVariant(BenchEnvironment environment, InProcessCou
             o.CoordinatorId = CoordinatorId;
             o.JournalConnectionString = environment.Database(BenchEnvironment.Journal);
             // The same variable the coordinator service reads, so one setting compares B3 and B3e.
-            if (TimeSpan.TryParse(Environment.GetEnvironmentVariable("TxCoord__CommitBatchWindow"), CultureInfo.InvariantCulture, out var window))
+            if (TimeSpan.TryParse(Environment.GetEnvironmentVariable("TxCoord__BatchWindow"), CultureInfo.InvariantCulture, out var window))
             {
-                o.CommitBatchWindow = window;
+                o.BatchWindow = window;
             }
         });
         builder.Services.AddBankParticipant(TxCoordTransfer.DebitParticipant, environment.Database(BenchEnvironment.BankA));

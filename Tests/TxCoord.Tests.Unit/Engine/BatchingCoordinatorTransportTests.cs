@@ -4,7 +4,7 @@ using TxCoord.Coordinator.Runtime;
 
 namespace TxCoord.Tests.Unit.Engine;
 
-public sealed class CommitBatchingTransportTests
+public sealed class BatchingCoordinatorTransportTests
 {
     private static readonly TimeSpan Window = TimeSpan.FromMilliseconds(10);
     private static readonly CoordinatorId Coordinator = new("coord-1");
@@ -13,14 +13,14 @@ public sealed class CommitBatchingTransportTests
 
     private FakeTimeProvider _time = null!;
     private RecordingTransport _inner = null!;
-    private CommitBatchingTransport _transport = null!;
+    private BatchingCoordinatorTransport _transport = null!;
 
     [SetUp]
     public void SetUp()
     {
         _time = new FakeTimeProvider();
         _inner = new RecordingTransport();
-        _transport = new CommitBatchingTransport(_inner, Window, _time);
+        _transport = new BatchingCoordinatorTransport(_inner, Window, _time);
     }
 
     [Test]
@@ -94,12 +94,12 @@ public sealed class CommitBatchingTransportTests
     public async Task FullBatch_LeavesAtOnce()
     {
         await _transport.SendToParticipantAsync(A, Commit(TransactionId.New(), A), CancellationToken.None);
-        var waiting = Enumerable.Range(0, CommitBatchingTransport.MaxBatchSize)
+        var waiting = Enumerable.Range(0, BatchingCoordinatorTransport.MaxBatchSize)
             .Select(_ => _transport.SendToParticipantAsync(A, Commit(TransactionId.New(), A), CancellationToken.None))
             .ToArray();
 
         await Task.WhenAll(waiting).WaitAsync(TimeSpan.FromSeconds(5));
-        Assert.That(((CommitBranches)_inner.Sent[1].Message).TransactionIds, Has.Count.EqualTo(CommitBatchingTransport.MaxBatchSize));
+        Assert.That(((CommitBranches)_inner.Sent[1].Message).TransactionIds, Has.Count.EqualTo(BatchingCoordinatorTransport.MaxBatchSize));
     }
 
     [Test]
@@ -119,13 +119,43 @@ public sealed class CommitBatchingTransportTests
     }
 
     [Test]
+    public async Task PreparesWithinTheWindow_LeaveAsOnePrepareBranches_ApartFromCommits()
+    {
+        var first = Prepare(TransactionId.New(), A);
+        var second = Prepare(TransactionId.New(), A) with { Protocol = CommitProtocol.ThreePhase, Participants = [A, B] };
+        var third = Prepare(TransactionId.New(), A);
+        await _transport.SendToParticipantAsync(A, first, CancellationToken.None);
+        await _transport.SendToParticipantAsync(A, Commit(TransactionId.New(), A), CancellationToken.None);
+        var waiting = new[]
+        {
+            _transport.SendToParticipantAsync(A, second, CancellationToken.None),
+            _transport.SendToParticipantAsync(A, third, CancellationToken.None),
+        };
+        Assert.That(_inner.Sent.Select(s => s.Message.GetType()), Is.EqualTo(new[] { typeof(PrepareBranch), typeof(CommitBranch) }),
+            "the first prepare and the first commit each leave at once");
+
+        _time.Advance(Window);
+        await Task.WhenAll(waiting).WaitAsync(TimeSpan.FromSeconds(5));
+        var batch = (PrepareBranches)_inner.Sent[2].Message;
+        Assert.Multiple(() =>
+        {
+            Assert.That(batch.Participant, Is.EqualTo(A));
+            Assert.That(batch.Coordinator, Is.EqualTo(Coordinator));
+            Assert.That(batch.Branches, Is.EqualTo(new[] { second, third }), "each prepare whole, protocol and peers included");
+        });
+    }
+
+    [Test]
     public async Task OtherMessages_PassStraightThrough()
     {
         await _transport.SendToParticipantAsync(A, Commit(TransactionId.New(), A), CancellationToken.None);
-        var prepare = new PrepareBranch { TransactionId = TransactionId.New(), Coordinator = Coordinator, Participant = A };
-        await _transport.SendToParticipantAsync(A, prepare, CancellationToken.None);
-        Assert.That(_inner.Sent[1].Message, Is.SameAs(prepare));
+        var abort = new AbortBranch { TransactionId = TransactionId.New(), Coordinator = Coordinator, Participant = A };
+        await _transport.SendToParticipantAsync(A, abort, CancellationToken.None);
+        Assert.That(_inner.Sent[1].Message, Is.SameAs(abort));
     }
+
+    private static PrepareBranch Prepare(TransactionId id, ParticipantId participant) =>
+        new() { TransactionId = id, Coordinator = Coordinator, Participant = participant };
 
     private static CommitBranch Commit(TransactionId id, ParticipantId participant) =>
         new() { TransactionId = id, Coordinator = Coordinator, Participant = participant };
@@ -143,6 +173,9 @@ public sealed class CommitBatchingTransportTests
             {
                 return Task.FromException(failure);
             }
+
+            // MassTransit names a message by its static type: a batch sent as object cannot go out.
+            Assert.That(typeof(T), Is.EqualTo(message.GetType()), "sent with its own static type");
 
             lock (Sent)
             {
