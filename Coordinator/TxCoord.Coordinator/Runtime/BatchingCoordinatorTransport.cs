@@ -11,12 +11,16 @@ namespace TxCoord.Coordinator.Runtime;
 /// <see cref="MaxBatchSize"/> a message; a full batch leaves at once). So nothing waits at low
 /// load, and at load a participant gets about one message of each kind per window whatever the
 /// rate, and answers each with one <see cref="BranchesVoted"/> or <see cref="BranchesCommitted"/>.
+/// A prepare waits only behind an undecided transaction (see the lane's rule), so a client that
+/// runs one transaction after another never waits.
 /// </summary>
 /// <remarks>
 /// A commit waits off the initiator's path (it is answered before phase 2) and a prepared branch
 /// keeps its locks at most one window longer. A prepare that waits delays that transaction by at
 /// most the window, and only when another prepare went to the same participant less than a window
-/// before: under a load where the queueing in the services already costs more. Every other message
+/// before and that transaction is still undecided: under a load where the queueing in the services
+/// already costs more. (Measured without that rule: a sequential client on the in-memory bus,
+/// 5 ms a transaction, waited for the window at every prepare and ran at half speed.) Every other message
 /// passes straight through. Each caller's task completes with the send of the message that carried
 /// it (failed when that send failed), so the runtime logs and recovers exactly as for a lone message
 /// (a lost Prepare ends in a vote timeout, a lost Commit is re-driven). Not used while a fault seam
@@ -37,10 +41,25 @@ internal sealed class BatchingCoordinatorTransport(ICoordinatorTransport inner, 
         where T : class =>
         message switch
         {
-            PrepareBranch prepare => _prepares.GetOrAdd(participant, p => new Lane<PrepareBranch, PrepareBranches>(this, p, PrepareBatch)).SendAsync(prepare, cancellationToken),
-            CommitBranch commit => _commits.GetOrAdd(participant, p => new Lane<CommitBranch, CommitBranches>(this, p, CommitBatch)).SendAsync(commit, cancellationToken),
+            PrepareBranch prepare => _prepares.GetOrAdd(participant, p => new Lane<PrepareBranch, PrepareBranches>(this, p, PrepareBatch, waitsOnlyBehindUndecided: true))
+                .SendAsync(prepare, prepare.TransactionId, cancellationToken),
+            CommitBranch commit => Decided(participant, commit.TransactionId)
+                ._commits.GetOrAdd(participant, p => new Lane<CommitBranch, CommitBranches>(this, p, CommitBatch, waitsOnlyBehindUndecided: false))
+                .SendAsync(commit, commit.TransactionId, cancellationToken),
+            AbortBranch abort => Decided(participant, abort.TransactionId)._inner.SendToParticipantAsync(participant, message, cancellationToken),
             _ => _inner.SendToParticipantAsync(participant, message, cancellationToken),
         };
+
+    /// <summary>Tells the participant's prepare lane that this transaction is decided there.</summary>
+    private BatchingCoordinatorTransport Decided(ParticipantId participant, TransactionId id)
+    {
+        if (_prepares.TryGetValue(participant, out var lane))
+        {
+            lane.Decided(id);
+        }
+
+        return this;
+    }
 
     public Task ReplyAsync(ReplyTarget target, TransactionCompleted message, CancellationToken cancellationToken) =>
         _inner.ReplyAsync(target, message, cancellationToken);
@@ -60,7 +79,14 @@ internal sealed class BatchingCoordinatorTransport(ICoordinatorTransport inner, 
     };
 
     /// <summary>The messages of one kind waiting for one participant.</summary>
-    private sealed class Lane<TMessage, TBatch>(BatchingCoordinatorTransport owner, ParticipantId participant, Func<ParticipantId, List<TMessage>, TBatch> batchOf)
+    /// <param name="waitsOnlyBehindUndecided">
+    /// Prepares: a message waits only while the transaction of the previous one to this participant
+    /// is undecided, that is while transactions overlap. A client running one transaction after
+    /// another (the next prepare comes after the previous commit) never waits, however fast it goes;
+    /// commits wait off the initiator's path and need no such rule.
+    /// </param>
+    private sealed class Lane<TMessage, TBatch>(
+        BatchingCoordinatorTransport owner, ParticipantId participant, Func<ParticipantId, List<TMessage>, TBatch> batchOf, bool waitsOnlyBehindUndecided)
         where TMessage : class
         where TBatch : class
     {
@@ -68,8 +94,21 @@ internal sealed class BatchingCoordinatorTransport(ICoordinatorTransport inner, 
         private List<(TMessage Message, TaskCompletionSource Sent)> _waiting = [];
         private long _lastSent = long.MinValue;
         private bool _flushScheduled;
+        private TransactionId _lastTransaction;
+        private bool _lastDecided = true;
 
-        public Task SendAsync(TMessage message, CancellationToken cancellationToken)
+        public void Decided(TransactionId id)
+        {
+            lock (_gate)
+            {
+                if (id == _lastTransaction)
+                {
+                    _lastDecided = true;
+                }
+            }
+        }
+
+        public Task SendAsync(TMessage message, TransactionId id, CancellationToken cancellationToken)
         {
             TaskCompletionSource? sent = null;
             List<(TMessage, TaskCompletionSource)>? full = null;
@@ -77,7 +116,10 @@ internal sealed class BatchingCoordinatorTransport(ICoordinatorTransport inner, 
             {
                 var now = owner._time.GetTimestamp();
                 var sinceLast = _lastSent == long.MinValue ? TimeSpan.MaxValue : owner._time.GetElapsedTime(_lastSent, now);
-                if (_flushScheduled || sinceLast < owner._window)
+                var overlapping = !waitsOnlyBehindUndecided || (!_lastDecided && _lastTransaction != id);
+                _lastTransaction = id;
+                _lastDecided = false;
+                if ((_flushScheduled || sinceLast < owner._window) && overlapping)
                 {
                     sent = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                     _waiting.Add((message, sent));

@@ -146,6 +146,27 @@ public sealed class BatchingCoordinatorTransportTests
     }
 
     [Test]
+    public async Task Prepare_AfterThePreviousTransactionWasDecidedThere_LeavesAtOnceWithinTheWindow()
+    {
+        // A client running one transaction after another, each faster than the window.
+        var first = TransactionId.New();
+        await _transport.SendToParticipantAsync(A, Prepare(first, A), CancellationToken.None);
+        await _transport.SendToParticipantAsync(A, Commit(first, A), CancellationToken.None);
+        _time.Advance(TimeSpan.FromMilliseconds(2));
+        var second = TransactionId.New();
+        var afterCommit = _transport.SendToParticipantAsync(A, Prepare(second, A), CancellationToken.None);
+        await _transport.SendToParticipantAsync(A, new AbortBranch { TransactionId = second, Coordinator = Coordinator, Participant = A }, CancellationToken.None);
+        var afterAbort = _transport.SendToParticipantAsync(A, Prepare(TransactionId.New(), A), CancellationToken.None);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(afterCommit.IsCompleted, Is.True, "its predecessor was committed: no overlap, no wait");
+            Assert.That(afterAbort.IsCompleted, Is.True, "its predecessor was aborted: no overlap, no wait");
+            Assert.That(_inner.Sent.Count(s => s.Message is PrepareBranch), Is.EqualTo(3));
+        });
+    }
+
+    [Test]
     public async Task OtherMessages_PassStraightThrough()
     {
         await _transport.SendToParticipantAsync(A, Commit(TransactionId.New(), A), CancellationToken.None);
