@@ -225,11 +225,34 @@ public sealed record PreCommitBranch
     public required ParticipantId Participant { get; init; }
 }
 
+/// <summary>
+/// 3PC: <see cref="PreCommitBranch"/> for several transactions at once, answered by one
+/// <see cref="BranchesPreCommitted"/> (sent when PreCommits to the same participant come closer
+/// together than the coordinator's <c>BatchWindow</c>).
+/// </summary>
+public sealed record PreCommitBranches
+{
+    public required CoordinatorId Coordinator { get; init; }
+    public required ParticipantId Participant { get; init; }
+    public required IReadOnlyList<TransactionId> TransactionIds { get; init; }
+}
+
 /// <summary>A participant's acknowledgement that it recorded PreCommitted (3PC).</summary>
 public sealed record BranchPreCommitted
 {
     public required TransactionId TransactionId { get; init; }
     public required ParticipantId Participant { get; init; }
+}
+
+/// <summary>
+/// A participant's answer to <see cref="PreCommitBranches"/>: exactly <see cref="BranchPreCommitted"/>
+/// for each of <see cref="TransactionIds"/>. A branch found already committed or aborted is answered
+/// on its own (<see cref="BranchCommitted"/>, <see cref="BranchAborted"/>), one that refused not at all.
+/// </summary>
+public sealed record BranchesPreCommitted
+{
+    public required ParticipantId Participant { get; init; }
+    public required IReadOnlyList<TransactionId> TransactionIds { get; init; }
 }
 
 // ---- participant <-> participant: termination ----------------------------------------

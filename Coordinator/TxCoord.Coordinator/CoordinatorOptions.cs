@@ -57,13 +57,15 @@ public sealed class CoordinatorOptions
     public TimeSpan TickInterval { get; set; } = DefaultTickInterval;
 
     /// <summary>
-    /// Protocol-message batching: a participant gets at most one PrepareBranch message and one
-    /// CommitBranch message per window; those for it that come within the window after one was
-    /// sent leave together at the window's end, as one PrepareBranches (answered by one
-    /// BranchesVoted) or CommitBranches (answered by one BranchesCommitted). A message after a
-    /// quiet window leaves at once, so nothing waits at low load; at load a prepare may wait up to
-    /// one window, and a prepared branch holds its locks up to one window longer before its commit.
-    /// <see cref="TimeSpan.Zero"/> turns batching off. At most <see cref="MaxBatchWindow"/>.
+    /// Protocol-message batching: a participant gets about one PrepareBranch, one CommitBranch and
+    /// (3PC) one PreCommitBranch message per window; those for it that come within the window after
+    /// one was sent leave together at the window's end, as one PrepareBranches, CommitBranches or
+    /// PreCommitBranches answered by one BranchesVoted, BranchesCommitted or BranchesPreCommitted.
+    /// A message after a quiet window leaves at once, and a prepare or PreCommit waits only while an
+    /// earlier transaction at that participant is undecided, so a client running one transaction
+    /// after another never waits; at load a prepare may wait up to one window, and a prepared branch
+    /// holds its locks up to one window longer before its commit. <see cref="TimeSpan.Zero"/> turns
+    /// batching off. At most <see cref="MaxBatchWindow"/>.
     /// </summary>
     public TimeSpan BatchWindow { get; set; } = DefaultBatchWindow;
 }

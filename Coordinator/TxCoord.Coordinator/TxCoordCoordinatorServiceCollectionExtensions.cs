@@ -60,7 +60,7 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
     /// <summary>
     /// Adds the receive endpoint <c>txcoord-coordinator-&lt;CoordinatorId&gt;</c> handling
     /// CommitTransaction, RollbackTransaction, GetTransactionOutcome, BranchVoted, BranchesVoted,
-    /// BranchCommitted, BranchesCommitted, BranchAborted and, for 3PC, BranchPreCommitted and TerminationDecided. Works with RabbitMQ and with the in-memory transport
+    /// BranchCommitted, BranchesCommitted, BranchAborted and, for 3PC, BranchPreCommitted, BranchesPreCommitted and TerminationDecided. Works with RabbitMQ and with the in-memory transport
     /// (embedded mode). Needs <see cref="TxCoordCoordinatorServiceCollectionExtensions.AddTxCoordCoordinator"/>.
     /// </summary>
     public static void ConfigureTxCoordCoordinatorEndpoint(this IBusFactoryConfigurator configurator, IRegistrationContext context)
@@ -91,6 +91,7 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
             endpoint.Handler<BranchesCommitted>(runtime.HandleCommittedBatchAsync);
             endpoint.Handler<BranchAborted>(runtime.HandleAbortedAsync);
             endpoint.Handler<BranchPreCommitted>(runtime.HandlePreCommittedAsync);
+            endpoint.Handler<BranchesPreCommitted>(runtime.HandlePreCommittedBatchAsync);
             endpoint.Handler<TerminationDecided>(runtime.HandleTerminationDecidedAsync);
         });
     }

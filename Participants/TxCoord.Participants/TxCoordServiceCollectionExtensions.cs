@@ -91,6 +91,7 @@ public static class TxCoordBusConfiguratorExtensions
                 endpoint.Handler<CommitBranches>(participant.HandleCommitBatchAsync);
                 endpoint.Handler<AbortBranch>(participant.HandleAbortAsync);
                 endpoint.Handler<PreCommitBranch>(participant.HandlePreCommitAsync);
+                endpoint.Handler<PreCommitBranches>(participant.HandlePreCommitBatchAsync);
                 endpoint.Handler<GetBranchState>(participant.HandleGetBranchStateAsync);
                 endpoint.Handler<ProposeTermination>(participant.HandleProposeTerminationAsync);
                 endpoint.Handler<TerminationDecided>(participant.HandleTerminationDecidedAsync);

@@ -236,6 +236,30 @@ public sealed class ParticipantProtocolTests
     }
 
     [Test]
+    public async Task PreCommitBranches_RecordsEveryBranchPreCommitted_AndAcknowledgesThemInOneMessage()
+    {
+        var (first, _) = await StartBranchAsync();
+        var (second, _) = await StartBranchAsync();
+        var participant = new ParticipantId(_participant);
+        var threePhase = new[] { first, second }.Select(id => Prepare(id) with { Protocol = CommitProtocol.ThreePhase, Participants = [participant] }).ToArray();
+        await _probe.SendAsync(_participant, new PrepareBranches { Coordinator = _probe.Id, Participant = participant, Branches = threePhase });
+        Assert.That((await _probe.NextAsync<BranchesVoted>(first)).Votes.Select(v => v.Vote), Is.All.EqualTo(Vote.Yes));
+
+        await _probe.SendAsync(_participant, new PreCommitBranches { Coordinator = _probe.Id, Participant = participant, TransactionIds = [first, second] });
+        var acknowledged = await _probe.NextAsync<BranchesPreCommitted>(first);
+        Assert.That(acknowledged.TransactionIds, Is.EqualTo(new[] { first, second }));
+
+        await _probe.SendAsync(_participant, new CommitBranches { Coordinator = _probe.Id, Participant = participant, TransactionIds = [first, second] });
+        Assert.That((await _probe.NextAsync<BranchesCommitted>(first)).TransactionIds, Is.EqualTo(new[] { first, second }));
+
+        // A late PreCommit for finished branches is answered with their outcome, one by one.
+        await _probe.SendAsync(_participant, new PreCommitBranches { Coordinator = _probe.Id, Participant = participant, TransactionIds = [first, second] });
+        await _probe.NextAsync<BranchCommitted>(first);
+        await _probe.NextAsync<BranchCommitted>(second);
+        Assert.That(await KeyValueParticipant.CountPreparedAsync(Database), Is.Zero);
+    }
+
+    [Test]
     public void InvalidParticipantOptions_AreRejectedWithWhatToFix()
     {
         var services = new ServiceCollection();

@@ -4,27 +4,29 @@ using TxCoord.Contracts;
 namespace TxCoord.Coordinator.Runtime;
 
 /// <summary>
-/// The protocol in fewer messages at load. A <see cref="PrepareBranch"/> or <see cref="CommitBranch"/>
-/// to a participant that got no message of its kind within the last <c>window</c> goes out at
-/// once, alone; those that follow it within the window wait for the window's end and leave
-/// together as one <see cref="PrepareBranches"/> or <see cref="CommitBranches"/> (at most
-/// <see cref="MaxBatchSize"/> a message; a full batch leaves at once). So nothing waits at low
-/// load, and at load a participant gets about one message of each kind per window whatever the
-/// rate, and answers each with one <see cref="BranchesVoted"/> or <see cref="BranchesCommitted"/>.
-/// A prepare waits only behind an undecided transaction (see the lane's rule), so a client that
-/// runs one transaction after another never waits.
+/// The protocol in fewer messages at load. A <see cref="PrepareBranch"/>, <see cref="CommitBranch"/>
+/// or (3PC) <see cref="PreCommitBranch"/> to a participant that got no message of its kind within
+/// the last <c>window</c> goes out at once, alone; those that follow it within the window wait for
+/// the window's end and leave together as one <see cref="PrepareBranches"/>,
+/// <see cref="CommitBranches"/> or <see cref="PreCommitBranches"/> (at most
+/// <see cref="MaxBatchSize"/> a message; a full batch leaves at once). At load a participant gets
+/// about one message of each kind per window whatever the rate, and answers each with one
+/// <see cref="BranchesVoted"/>, <see cref="BranchesCommitted"/> or <see cref="BranchesPreCommitted"/>.
+/// A prepare or a PreCommit waits only behind an undecided transaction (see the lane's rule), so a
+/// client that runs one transaction after another never waits.
 /// </summary>
 /// <remarks>
 /// A commit waits off the initiator's path (it is answered before phase 2) and a prepared branch
-/// keeps its locks at most one window longer. A prepare that waits delays that transaction by at
-/// most the window, and only when another prepare went to the same participant less than a window
-/// before and that transaction is still undecided: under a load where the queueing in the services
-/// already costs more. (Measured without that rule: a sequential client on the in-memory bus,
-/// 5 ms a transaction, waited for the window at every prepare and ran at half speed.) Every other message
-/// passes straight through. Each caller's task completes with the send of the message that carried
-/// it (failed when that send failed), so the runtime logs and recovers exactly as for a lone message
-/// (a lost Prepare ends in a vote timeout, a lost Commit is re-driven). Not used while a fault seam
-/// is armed: injected faults and crash points name single messages.
+/// keeps its locks at most one window longer. A prepare or PreCommit that waits delays its
+/// transaction by at most the window, and only when another one went to the same participant less
+/// than a window before and that transaction is still undecided: under a load where the queueing in
+/// the services already costs more. (Measured without that rule: a sequential client on the
+/// in-memory bus, 5 ms a transaction, waited for the window at every prepare and ran at half speed.)
+/// Every other message passes straight through. Each caller's task completes with the send of the
+/// message that carried it (failed when that send failed), so the runtime logs and recovers exactly
+/// as for a lone message (a lost Prepare ends in a vote timeout, a lost Commit or PreCommit is
+/// re-driven). Not used while a fault seam is armed: injected faults and crash points name single
+/// messages.
 /// </remarks>
 internal sealed class BatchingCoordinatorTransport(ICoordinatorTransport inner, TimeSpan window, TimeProvider time) : ICoordinatorTransport
 {
@@ -32,6 +34,7 @@ internal sealed class BatchingCoordinatorTransport(ICoordinatorTransport inner, 
     public const int MaxBatchSize = 100;
 
     private readonly ConcurrentDictionary<ParticipantId, Lane<PrepareBranch, PrepareBranches>> _prepares = new();
+    private readonly ConcurrentDictionary<ParticipantId, Lane<PreCommitBranch, PreCommitBranches>> _preCommits = new();
     private readonly ConcurrentDictionary<ParticipantId, Lane<CommitBranch, CommitBranches>> _commits = new();
     private readonly ICoordinatorTransport _inner = inner;
     private readonly TimeSpan _window = window;
@@ -43,6 +46,8 @@ internal sealed class BatchingCoordinatorTransport(ICoordinatorTransport inner, 
         {
             PrepareBranch prepare => _prepares.GetOrAdd(participant, p => new Lane<PrepareBranch, PrepareBranches>(this, p, PrepareBatch, waitsOnlyBehindUndecided: true))
                 .SendAsync(prepare, prepare.TransactionId, cancellationToken),
+            PreCommitBranch preCommit => _preCommits.GetOrAdd(participant, p => new Lane<PreCommitBranch, PreCommitBranches>(this, p, PreCommitBatch, waitsOnlyBehindUndecided: true))
+                .SendAsync(preCommit, preCommit.TransactionId, cancellationToken),
             CommitBranch commit => Decided(participant, commit.TransactionId)
                 ._commits.GetOrAdd(participant, p => new Lane<CommitBranch, CommitBranches>(this, p, CommitBatch, waitsOnlyBehindUndecided: false))
                 .SendAsync(commit, commit.TransactionId, cancellationToken),
@@ -53,9 +58,14 @@ internal sealed class BatchingCoordinatorTransport(ICoordinatorTransport inner, 
     /// <summary>Tells the participant's prepare lane that this transaction is decided there.</summary>
     private BatchingCoordinatorTransport Decided(ParticipantId participant, TransactionId id)
     {
-        if (_prepares.TryGetValue(participant, out var lane))
+        if (_prepares.TryGetValue(participant, out var prepares))
         {
-            lane.Decided(id);
+            prepares.Decided(id);
+        }
+
+        if (_preCommits.TryGetValue(participant, out var preCommits))
+        {
+            preCommits.Decided(id);
         }
 
         return this;
@@ -69,6 +79,13 @@ internal sealed class BatchingCoordinatorTransport(ICoordinatorTransport inner, 
         Coordinator = prepares[0].Coordinator,
         Participant = participant,
         Branches = [.. prepares.DistinctBy(p => p.TransactionId)],
+    };
+
+    private static PreCommitBranches PreCommitBatch(ParticipantId participant, List<PreCommitBranch> preCommits) => new()
+    {
+        Coordinator = preCommits[0].Coordinator,
+        Participant = participant,
+        TransactionIds = [.. preCommits.Select(c => c.TransactionId).Distinct()],
     };
 
     private static CommitBranches CommitBatch(ParticipantId participant, List<CommitBranch> commits) => new()

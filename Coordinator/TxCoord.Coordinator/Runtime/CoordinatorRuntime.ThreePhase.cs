@@ -16,6 +16,11 @@ internal sealed partial class CoordinatorRuntime
     public Task HandlePreCommittedAsync(ConsumeContext<BranchPreCommitted> context) =>
         PreCommitAcknowledgedAsync(context.Message, context.CancellationToken);
 
+    /// <summary>Each acknowledgement of a batch on its own, at once; the delivery is retried when any of them failed (all are idempotent).</summary>
+    public Task HandlePreCommittedBatchAsync(ConsumeContext<BranchesPreCommitted> context) =>
+        Task.WhenAll(context.Message.TransactionIds.Distinct().Select(id =>
+            PreCommitAcknowledgedAsync(new BranchPreCommitted { TransactionId = id, Participant = context.Message.Participant }, context.CancellationToken)));
+
     public Task HandleTerminationDecidedAsync(ConsumeContext<TerminationDecided> context) =>
         TerminationDecidedAsync(context.Message, context.CancellationToken);
 

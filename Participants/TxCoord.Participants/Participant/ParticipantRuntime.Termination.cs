@@ -136,6 +136,47 @@ internal sealed partial class ParticipantRuntime
     }
 
     /// <summary>
+    /// <see cref="PreCommitBranch"/> for several transactions: each branch takes the PreCommit
+    /// exactly as for a lone message, up to <see cref="BatchParallelism"/> at once; those
+    /// PreCommitted are acknowledged in one <see cref="BranchesPreCommitted"/>, a branch found
+    /// finished with its own BranchCommitted or BranchAborted, a refusal not at all. When one
+    /// failed, the delivery fails after the answers and is retried whole (idempotent).
+    /// </summary>
+    public async Task HandlePreCommitBatchAsync(ConsumeContext<PreCommitBranches> context)
+    {
+        await InitializeAsync();
+        var message = context.Message;
+        var ids = message.TransactionIds.Distinct().ToArray();
+        if (ids.Length == 0 || !IsForMe(message.Participant, ids[0]) || !TryCreateGid(message.Coordinator, ids[0], out _))
+        {
+            return;
+        }
+
+        var taken = await ForEachBranchAsync(ids, id => PreCommitAsync(BranchGid.Create(message.Coordinator, id, Id), context.CancellationToken));
+        var preCommitted = ids.Where((_, i) => taken.Results[i] == BranchState.PreCommitted).ToArray();
+        var finished = ids.Select((id, i) => (id, State: taken.Results[i])).Where(r => r.State is BranchState.Committed or BranchState.Aborted).ToArray();
+        if (preCommitted.Length > 0 || finished.Length > 0)
+        {
+            CrashPoint.Hit(CrashPoints.ParticipantAfterPreCommit);
+            var coordinator = await context.GetSendEndpoint(TxCoordQueues.CoordinatorAddress(message.Coordinator));
+            if (preCommitted.Length > 0)
+            {
+                await coordinator.Send(new BranchesPreCommitted { Participant = Id, TransactionIds = preCommitted }, context.CancellationToken);
+            }
+
+            foreach (var (id, state) in finished)
+            {
+                object reply = state == BranchState.Committed
+                    ? new BranchCommitted { TransactionId = id, Participant = Id }
+                    : new BranchAborted { TransactionId = id, Participant = Id };
+                await coordinator.Send(reply, reply.GetType(), context.CancellationToken);
+            }
+        }
+
+        taken.ThrowIfAnyFailed();
+    }
+
+    /// <summary>
     /// Takes the coordinator's PreCommit. Returns PreCommitted when recorded (now or before),
     /// Committed or Aborted when the branch already finished (the coordinator adopts that), or
     /// null when refused: the branch joined a termination round, or never prepared.

@@ -45,6 +45,7 @@ internal sealed class ProbeCoordinator : IAsyncDisposable
                 e.Handler<BranchCommitted>(c => Record(replies, c.Message));
                 e.Handler<BranchesCommitted>(c => Record(replies, c.Message));
                 e.Handler<BranchesVoted>(c => Record(replies, c.Message));
+                e.Handler<BranchesPreCommitted>(c => Record(replies, c.Message));
                 e.Handler<BranchAborted>(c => Record(replies, c.Message));
                 e.Handler<GetTransactionOutcome>(c => c.RespondAsync(new TransactionOutcomeReported
                 {
@@ -134,6 +135,7 @@ internal sealed class ProbeCoordinator : IAsyncDisposable
         BranchCommitted c => c.TransactionId,
         BranchesCommitted b => b.TransactionIds.FirstOrDefault(), // a batch is found by its first transaction
         BranchesVoted b => b.Votes.FirstOrDefault()?.TransactionId ?? default,
+        BranchesPreCommitted b => b.TransactionIds.FirstOrDefault(),
         BranchAborted a => a.TransactionId,
         _ => default,
     };

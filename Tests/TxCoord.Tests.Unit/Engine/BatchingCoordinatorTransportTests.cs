@@ -167,6 +167,27 @@ public sealed class BatchingCoordinatorTransportTests
     }
 
     [Test]
+    public async Task PreCommitsWithinTheWindowBehindAnUndecidedOne_LeaveAsOnePreCommitBranches()
+    {
+        var (first, second, third) = (TransactionId.New(), TransactionId.New(), TransactionId.New());
+        await _transport.SendToParticipantAsync(A, PreCommit(first), CancellationToken.None);
+        var waiting = new[]
+        {
+            _transport.SendToParticipantAsync(A, PreCommit(second), CancellationToken.None),
+            _transport.SendToParticipantAsync(A, PreCommit(third), CancellationToken.None),
+        };
+        _time.Advance(Window);
+        await Task.WhenAll(waiting).WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.That(((PreCommitBranches)_inner.Sent[1].Message).TransactionIds, Is.EqualTo(new[] { second, third }));
+
+        await _transport.SendToParticipantAsync(A, Commit(third, A), CancellationToken.None);
+        var afterDecided = _transport.SendToParticipantAsync(A, PreCommit(TransactionId.New()), CancellationToken.None);
+        Assert.That(afterDecided.IsCompleted, Is.True, "the last PreCommit's transaction was decided: no overlap, no wait");
+    }
+
+    private static PreCommitBranch PreCommit(TransactionId id) => new() { TransactionId = id, Coordinator = Coordinator, Participant = A };
+
+    [Test]
     public async Task OtherMessages_PassStraightThrough()
     {
         await _transport.SendToParticipantAsync(A, Commit(TransactionId.New(), A), CancellationToken.None);
