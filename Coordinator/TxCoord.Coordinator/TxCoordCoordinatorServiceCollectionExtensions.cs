@@ -5,6 +5,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using TxCoord.Contracts;
 using TxCoord.Coordinator.Journal;
+using TxCoord.Coordinator.Monitoring;
 using TxCoord.Coordinator.Ownership;
 using TxCoord.Coordinator.Runtime;
 using TxCoord.Faults;
@@ -38,7 +39,7 @@ public static class TxCoordCoordinatorServiceCollectionExtensions
             ICoordinatorTransport transport = new MassTransitCoordinatorTransport(sp);
             var window = sp.GetRequiredService<IOptions<CoordinatorOptions>>().Value.BatchWindow;
             return window > TimeSpan.Zero && !FaultInjection.IsArmed
-                ? new BatchingCoordinatorTransport(transport, window, sp.GetRequiredService<TimeProvider>())
+                ? new BatchingCoordinatorTransport(transport, window, sp.GetRequiredService<TimeProvider>(), sp.GetService<CoordinatorMonitor>())
                 : transport;
         });
         services.TryAddSingleton<CoordinatorRuntime>();

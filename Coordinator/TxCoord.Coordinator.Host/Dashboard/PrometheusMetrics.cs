@@ -77,7 +77,7 @@ internal sealed class PrometheusMetrics(CoordinatorMonitor monitor, DashboardQue
         text.Metric("txcoord_journal_decision_write_failures_total", "counter", "Commit-decision writes that failed (each is retried).");
         text.Sample("txcoord_journal_decision_write_failures_total", [], snapshot.DecisionWriteFailures);
 
-        text.Metric("txcoord_messages_sent_total", "counter", "Messages handed to the bus, by type.");
+        text.Metric("txcoord_messages_sent_total", "counter", "Protocol messages sent, by type: each transaction's under its own type (CommitBranch), and batch messages under theirs (CommitBranches) besides.");
         foreach (var message in snapshot.Messages)
         {
             text.Sample("txcoord_messages_sent_total", [("type", message.MessageType)], message.Sent);

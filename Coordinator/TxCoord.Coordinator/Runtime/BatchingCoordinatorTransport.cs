@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using TxCoord.Contracts;
+using TxCoord.Coordinator.Monitoring;
 
 namespace TxCoord.Coordinator.Runtime;
 
@@ -28,7 +29,8 @@ namespace TxCoord.Coordinator.Runtime;
 /// re-driven). Not used while a fault seam is armed: injected faults and crash points name single
 /// messages.
 /// </remarks>
-internal sealed class BatchingCoordinatorTransport(ICoordinatorTransport inner, TimeSpan window, TimeProvider time) : ICoordinatorTransport
+internal sealed class BatchingCoordinatorTransport(ICoordinatorTransport inner, TimeSpan window, TimeProvider time, CoordinatorMonitor? monitor = null)
+    : ICoordinatorTransport
 {
     /// <summary>The most transactions in one batch message.</summary>
     public const int MaxBatchSize = 100;
@@ -39,6 +41,7 @@ internal sealed class BatchingCoordinatorTransport(ICoordinatorTransport inner, 
     private readonly ICoordinatorTransport _inner = inner;
     private readonly TimeSpan _window = window;
     private readonly TimeProvider _time = time;
+    private readonly CoordinatorMonitor? _monitor = monitor;
 
     public Task SendToParticipantAsync<T>(ParticipantId participant, T message, CancellationToken cancellationToken)
         where T : class =>
@@ -210,7 +213,16 @@ internal sealed class BatchingCoordinatorTransport(ICoordinatorTransport inner, 
                 }
                 else
                 {
-                    await owner._inner.SendToParticipantAsync(participant, batchOf(participant, [.. batch.Select(b => b.Message)]), CancellationToken.None);
+                    try
+                    {
+                        await owner._inner.SendToParticipantAsync(participant, batchOf(participant, [.. batch.Select(b => b.Message)]), CancellationToken.None);
+                        owner._monitor?.MessageSent(typeof(TBatch).Name, succeeded: true);
+                    }
+                    catch
+                    {
+                        owner._monitor?.MessageSent(typeof(TBatch).Name, succeeded: false);
+                        throw;
+                    }
                 }
                 foreach (var (_, sent) in batch)
                 {

@@ -146,12 +146,7 @@ internal sealed partial class ParticipantRuntime
     {
         await InitializeAsync();
         var message = context.Message;
-        var ids = message.TransactionIds.Distinct().ToArray();
-        if (ids.Length == 0 || !IsForMe(message.Participant, ids[0]) || !TryCreateGid(message.Coordinator, ids[0], out _))
-        {
-            return;
-        }
-
+        var ids = BatchFor(message.Coordinator, message.Participant, message.TransactionIds);
         var taken = await ForEachBranchAsync(ids, id => PreCommitAsync(BranchGid.Create(message.Coordinator, id, Id), context.CancellationToken));
         var preCommitted = ids.Where((_, i) => taken.Results[i] == BranchState.PreCommitted).ToArray();
         var finished = ids.Select((id, i) => (id, State: taken.Results[i])).Where(r => r.State is BranchState.Committed or BranchState.Aborted).ToArray();

@@ -205,11 +205,20 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
             return;
         }
 
-        var branch = await _branches.AcquireAsync(gid, context.CancellationToken);
+        var vote = await VoteAsync(gid, message, context.CancellationToken);
+        var coordinator = await context.GetSendEndpoint(TxCoordQueues.CoordinatorAddress(message.Coordinator));
+        CrashPoint.Hit(CrashPoints.ParticipantAfterPrepare);
+        await coordinator.Send(vote);
+    }
+
+    /// <summary>Prepares the branch under its lock and returns the vote to send.</summary>
+    private async Task<BranchVoted> VoteAsync(BranchGid gid, PrepareBranch message, CancellationToken cancellationToken)
+    {
+        var branch = await _branches.AcquireAsync(gid, cancellationToken);
         (Vote Vote, string? Reason) vote;
         try
         {
-            vote = await PrepareAsync(branch, message, context.CancellationToken);
+            vote = await PrepareAsync(branch, message, cancellationToken);
         }
         finally
         {
@@ -217,9 +226,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         }
 
         Log.Voted(_logger, gid.Transaction, Id.Value, vote.Vote, vote.Reason ?? "");
-        var coordinator = await context.GetSendEndpoint(TxCoordQueues.CoordinatorAddress(message.Coordinator));
-        CrashPoint.Hit(CrashPoints.ParticipantAfterPrepare);
-        await coordinator.Send(new BranchVoted { TransactionId = message.TransactionId, Participant = Id, Vote = vote.Vote, Reason = vote.Reason });
+        return new BranchVoted { TransactionId = message.TransactionId, Participant = Id, Vote = vote.Vote, Reason = vote.Reason };
     }
 
     private async Task<(Vote, string?)> PrepareAsync(Branch branch, PrepareBranch message, CancellationToken cancellationToken)
@@ -291,12 +298,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
     {
         await InitializeAsync();
         var message = context.Message;
-        var ids = message.TransactionIds.Distinct().ToArray();
-        if (ids.Length == 0 || !IsForMe(message.Participant, ids[0]) || !TryCreateGid(message.Coordinator, ids[0], out _))
-        {
-            return;
-        }
-
+        var ids = BatchFor(message.Coordinator, message.Participant, message.TransactionIds);
         var committed = await ForEachBranchAsync(ids, id => CommitAsync(BranchGid.Create(message.Coordinator, id, Id), context.CancellationToken));
         var acknowledged = ids.Where((_, i) => committed.Results[i]).ToArray();
         if (acknowledged.Length > 0)
@@ -328,23 +330,8 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
             return;
         }
 
-        var voted = await ForEachBranchAsync(branches, async prepare =>
-        {
-            var gid = BranchGid.Create(prepare.Coordinator, prepare.TransactionId, Id);
-            var branch = await _branches.AcquireAsync(gid, context.CancellationToken);
-            (Vote Vote, string? Reason) vote;
-            try
-            {
-                vote = await PrepareAsync(branch, prepare, context.CancellationToken);
-            }
-            finally
-            {
-                _branches.Release(branch);
-            }
-
-            Log.Voted(_logger, gid.Transaction, Id.Value, vote.Vote, vote.Reason ?? "");
-            return new BranchVoted { TransactionId = prepare.TransactionId, Participant = Id, Vote = vote.Vote, Reason = vote.Reason };
-        });
+        var voted = await ForEachBranchAsync(branches, prepare =>
+            VoteAsync(BranchGid.Create(prepare.Coordinator, prepare.TransactionId, Id), prepare, context.CancellationToken));
 
         var votes = voted.Results.Where(v => v is not null).Select(v => v!).ToArray();
         if (votes.Length > 0)
@@ -355,6 +342,13 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         }
 
         voted.ThrowIfAnyFailed();
+    }
+
+    /// <summary>The distinct transactions of a batch message, or none when the message is not for this participant.</summary>
+    private TransactionId[] BatchFor(CoordinatorId coordinator, ParticipantId participant, IReadOnlyList<TransactionId> transactionIds)
+    {
+        var ids = transactionIds.Distinct().ToArray();
+        return ids.Length > 0 && IsForMe(participant, ids[0]) && TryCreateGid(coordinator, ids[0], out _) ? ids : [];
     }
 
     /// <summary>How many branches of one batch message are worked on at once.</summary>

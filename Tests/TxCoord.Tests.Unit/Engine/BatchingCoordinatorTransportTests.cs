@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Time.Testing;
 using TxCoord.Contracts;
+using TxCoord.Coordinator.Monitoring;
 using TxCoord.Coordinator.Runtime;
 
 namespace TxCoord.Tests.Unit.Engine;
@@ -14,13 +15,15 @@ public sealed class BatchingCoordinatorTransportTests
     private FakeTimeProvider _time = null!;
     private RecordingTransport _inner = null!;
     private BatchingCoordinatorTransport _transport = null!;
+    private CoordinatorMonitor _monitor = null!;
 
     [SetUp]
     public void SetUp()
     {
         _time = new FakeTimeProvider();
         _inner = new RecordingTransport();
-        _transport = new BatchingCoordinatorTransport(_inner, Window, _time);
+        _monitor = new CoordinatorMonitor(_time);
+        _transport = new BatchingCoordinatorTransport(_inner, Window, _time, _monitor);
     }
 
     [Test]
@@ -57,6 +60,7 @@ public sealed class BatchingCoordinatorTransportTests
         var batch = (CommitBranches)_inner.Sent[1].Message;
         Assert.Multiple(() =>
         {
+            Assert.That(_monitor.Read().Messages.Single().MessageType, Is.EqualTo(nameof(CommitBranches)), "the dashboard counts batch messages");
             Assert.That(_inner.Sent[1].Participant, Is.EqualTo(A));
             Assert.That(batch.Participant, Is.EqualTo(A));
             Assert.That(batch.Coordinator, Is.EqualTo(Coordinator));
