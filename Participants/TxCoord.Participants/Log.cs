@@ -80,4 +80,10 @@ internal static partial class Log
 
     [LoggerMessage(2102, LogLevel.Debug, "Transaction {TransactionId}: {Outcome} {Reason}")]
     public static partial void InitiatorCompleted(ILogger logger, TransactionId transactionId, CommitOutcome outcome, string reason);
+
+    [LoggerMessage(2600, LogLevel.Debug, "Transaction {TransactionId}: participant {Participant} wrote nothing: voted ReadOnly, branch finished without preparing")]
+    public static partial void FinishedReadOnly(ILogger logger, TransactionId transactionId, string participant);
+
+    [LoggerMessage(2601, LogLevel.Warning, "Transaction {TransactionId}: participant {Participant}'s work handlers said read-only (WorkResult.SuccessReadOnly) but the branch wrote: it prepares as usual; fix the handler")]
+    public static partial void ReadOnlyClaimWrote(ILogger logger, TransactionId transactionId, string participant);
 }

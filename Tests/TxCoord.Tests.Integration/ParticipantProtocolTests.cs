@@ -260,6 +260,50 @@ public sealed class ParticipantProtocolTests
     }
 
     [Test]
+    public async Task BranchThatOnlyRead_VotesReadOnly_FinishesWithoutPreparing_AndTellsAPeerNothingItCouldActOn()
+    {
+        var id = TransactionId.New();
+        var reply = await _probe.SendRawWorkAsync(_participant, new ReadItem { Key = "nobody" }, Headers(id));
+        Assert.That(reply.Succeeded, Is.True, reply.Reason);
+
+        await _probe.SendAsync(_participant, Prepare(id));
+        Assert.That((await _probe.NextAsync<BranchVoted>(id)).Vote, Is.EqualTo(Vote.ReadOnly));
+        await _probe.SendAsync(_participant, Prepare(id));
+        var gid = BranchGid.Create(_probe.Id, id, new ParticipantId(_participant));
+        var runtime = _cluster.ParticipantRuntime(_participant);
+        Assert.Multiple(async () =>
+        {
+            Assert.That((await _probe.NextAsync<BranchVoted>(id)).Vote, Is.EqualTo(Vote.ReadOnly), "a duplicate Prepare gets the same vote");
+            Assert.That(await KeyValueParticipant.CountPreparedAsync(Database), Is.Zero, "nothing prepared, nothing to hold");
+            // A prepared peer asking must not hear "aborted" (the coordinator may commit without it): it voted, and knows nothing.
+            Assert.That((await runtime.ReportStateAsync(gid, new ParticipantId("peer-x"), 0, CancellationToken.None)).State, Is.EqualTo(BranchState.Prepared));
+        });
+
+        // Told the outcome, it knows it.
+        await _probe.SendAsync(_participant, new AbortBranch { TransactionId = id, Coordinator = _probe.Id, Participant = new ParticipantId(_participant) });
+        await _probe.NextAsync<BranchAborted>(id);
+        Assert.That((await runtime.ReportStateAsync(gid, new ParticipantId("peer-x"), 0, CancellationToken.None)).State, Is.EqualTo(BranchState.Aborted));
+    }
+
+    [TestCase(CommitProtocol.TwoPhase, PutMode.ClaimReadOnly, TestName = "A handler that claims read-only but wrote: the branch prepares")]
+    [TestCase(CommitProtocol.ThreePhase, PutMode.Normal, TestName = "3PC never votes ReadOnly: a read-only branch prepares")]
+    public async Task ReadOnlyVote_OnlyWhenTheBranchWroteNothing_AndOnlyIn2PC(CommitProtocol protocol, PutMode mode)
+    {
+        var id = TransactionId.New();
+        var key = $"k-{id}";
+        var work = mode == PutMode.ClaimReadOnly
+            ? await _probe.SendRawWorkAsync(_participant, new PutItem { Key = key, Value = "v", Mode = mode }, Headers(id))
+            : await _probe.SendRawWorkAsync(_participant, new ReadItem { Key = key }, Headers(id));
+        Assert.That(work.Succeeded, Is.True, work.Reason);
+
+        await _probe.SendAsync(_participant, Prepare(id) with { Protocol = protocol, Participants = [new ParticipantId(_participant)] });
+        Assert.That((await _probe.NextAsync<BranchVoted>(id)).Vote, Is.EqualTo(Vote.Yes));
+        await _probe.SendAsync(_participant, Commit(id));
+        await _probe.NextAsync<BranchCommitted>(id);
+        Assert.That(await KeyValueParticipant.ReadAsync(Database, key), Is.EqualTo(mode == PutMode.ClaimReadOnly ? "v" : null));
+    }
+
+    [Test]
     public void InvalidParticipantOptions_AreRejectedWithWhatToFix()
     {
         var services = new ServiceCollection();

@@ -39,6 +39,40 @@ public sealed class TwoPhaseCommitTests(Transport transport)
     }
 
     [Test]
+    public async Task ParticipantThatOnlyRead_VotesReadOnly_AndTheWriterAloneGoesThroughPhase2()
+    {
+        var key = NewKey();
+        var (reader, writer) = (_cluster.ParticipantIds[0], _cluster.ParticipantIds[1]);
+        await using var tx = _cluster.Initiator.Begin();
+        Assert.That((await tx.SendAsync(reader, new ReadItem { Key = key })).Succeeded, Is.True);
+        Assert.That((await tx.SendAsync(writer, new PutItem { Key = key, Value = "w" })).Succeeded, Is.True);
+
+        var result = await tx.CommitAsync();
+
+        Assert.That(result.Outcome, Is.EqualTo(CommitOutcome.Committed), result.Reason);
+        await Eventually.WaitForAsync(
+            () => _cluster.ReadEverywhereAsync(key), values => values.SequenceEqual([null, "w"]), TimeSpan.FromSeconds(15), "the writer's commit");
+        Assert.That((await _cluster.Initiator.GetOutcomeAsync(tx.Id)).Outcome, Is.EqualTo(CommitOutcome.Committed));
+        await AssertQuiescentAsync();
+    }
+
+    [Test]
+    public async Task EveryParticipantOnlyRead_CommitsWithNothingPrepared()
+    {
+        await using var tx = _cluster.Initiator.Begin();
+        foreach (var participant in _cluster.ParticipantIds)
+        {
+            Assert.That((await tx.SendAsync(participant, new ReadItem { Key = NewKey() })).Succeeded, Is.True);
+        }
+
+        var result = await tx.CommitAsync();
+
+        Assert.That(result.Outcome, Is.EqualTo(CommitOutcome.Committed), result.Reason);
+        Assert.That(await _cluster.CountPreparedAsync(), Is.Zero);
+        await AssertQuiescentAsync();
+    }
+
+    [Test]
     public async Task OneParticipantCannotPrepare_VotesNo_AndBothAbort()
     {
         var key = NewKey();

@@ -87,6 +87,18 @@ public sealed record WorkResult(bool Succeeded, string? Reason = null)
 
     public static WorkResult Success { get; } = new(true);
 
+    /// <summary>
+    /// The work succeeded and wrote nothing (only reads). When every work of a branch says so, the
+    /// branch votes ReadOnly at a 2PC prepare: PostgreSQL confirms that the transaction wrote nothing
+    /// (no transaction id assigned), the branch records a durable read-only marker, commits and
+    /// releases its connection, and gets no phase 2. A branch that did write despite the claim
+    /// prepares as usual (and the participant logs a warning). 3PC and early prepare always prepare.
+    /// </summary>
+    public static WorkResult SuccessReadOnly { get; } = new(true) { ReadOnly = true };
+
+    /// <summary>The work wrote nothing; see <see cref="SuccessReadOnly"/>.</summary>
+    public bool ReadOnly { get; init; }
+
     /// <summary>The work is refused (a business rule, e.g. insufficient funds): the branch rolls back.</summary>
     public static WorkResult Refuse(string reason) => new(false, reason);
 }

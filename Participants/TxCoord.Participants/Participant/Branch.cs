@@ -33,6 +33,12 @@ internal sealed class Branch(BranchGid gid)
 
     public NpgsqlTransaction? Transaction { get; set; }
 
+    /// <summary>
+    /// True while every work of the branch said it wrote nothing (<see cref="WorkResult.SuccessReadOnly"/>):
+    /// at a 2PC prepare the branch then checks with PostgreSQL and, having written nothing, votes ReadOnly.
+    /// </summary>
+    public bool ReadOnly { get; set; } = true;
+
     /// <summary>When a working branch that has not prepared is rolled back.</summary>
     public DateTimeOffset Deadline { get; set; } = DateTimeOffset.MaxValue;
 }

@@ -77,7 +77,7 @@ internal sealed partial class ParticipantRuntime
         // Not cancelled half-way: a delivery given up between the state row and PREPARE (or with
         // PREPARE done on the server but not seen here) would leave a branch that is neither
         // working nor known prepared. PREPARE is short; the commands' own timeouts still apply.
-        var (vote, reason) = await PrepareAsync(branch, prepare, CancellationToken.None);
+        var (vote, reason) = await PrepareAsync(branch, prepare, CancellationToken.None, mayVoteReadOnly: false);
         LogPreparedEarly(_logger, prepare.TransactionId, Id.Value, vote, reason ?? "");
         return vote == Vote.Yes ? null : $"the work succeeded but the branch could not prepare: {reason}";
     }

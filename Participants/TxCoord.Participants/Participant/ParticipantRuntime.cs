@@ -187,6 +187,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
 
         if (result.Succeeded)
         {
+            branch.ReadOnly &= result.ReadOnly;
             return null;
         }
 
@@ -229,13 +230,29 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         return new BranchVoted { TransactionId = message.TransactionId, Participant = Id, Vote = vote.Vote, Reason = vote.Reason };
     }
 
-    private async Task<(Vote, string?)> PrepareAsync(Branch branch, PrepareBranch message, CancellationToken cancellationToken)
+    /// <param name="mayVoteReadOnly">
+    /// False for early prepare: the initiator relays its answer as a Yes vote, so the branch must prepare.
+    /// </param>
+    private async Task<(Vote, string?)> PrepareAsync(Branch branch, PrepareBranch message, CancellationToken cancellationToken, bool mayVoteReadOnly = true)
     {
         var gid = branch.Gid;
         if (branch.Phase == BranchPhase.Working)
         {
             try
             {
+                if (mayVoteReadOnly && branch.ReadOnly && message.Protocol == CommitProtocol.TwoPhase)
+                {
+                    if (await BranchStore.TryFinishReadOnlyAsync(branch.Connection!, branch.Transaction!, gid, cancellationToken))
+                    {
+                        await CloseAsync(branch);
+                        _branches.Remove(branch);
+                        Log.FinishedReadOnly(_logger, gid.Transaction, Id.Value);
+                        return (Vote.ReadOnly, null);
+                    }
+
+                    Log.ReadOnlyClaimWrote(_logger, gid.Transaction, Id.Value);
+                }
+
                 await RecordPreparingAsync(gid, message, cancellationToken);
                 await BranchStore.PrepareAsync(branch.Connection!, branch.Transaction!, gid, cancellationToken);
             }
@@ -260,6 +277,8 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
             case BranchStatus.Prepared:
             case BranchStatus.Committed:
                 return (Vote.Yes, null);
+            case BranchStatus.ReadOnly:
+                return (Vote.ReadOnly, null);
             case BranchStatus.Aborted:
                 return (Vote.No, "the branch was aborted");
             default:
@@ -413,9 +432,9 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
             catch (Exception e) when (PostgresErrors.IsNoSuchPreparedTransaction(e))
             {
                 var status = await Store.GetStatusAsync(gid, cancellationToken);
-                if (status == BranchStatus.Committed)
+                if (status is BranchStatus.Committed or BranchStatus.ReadOnly)
                 {
-                    return true; // a duplicate Commit, or a reply lost after the commit ran
+                    return true; // a duplicate Commit, a reply lost after the commit ran, or nothing to commit
                 }
 
                 Log.CommitImpossible(_logger, gid.Transaction, Id.Value, status);

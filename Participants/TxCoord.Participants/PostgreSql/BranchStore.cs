@@ -19,6 +19,12 @@ internal enum BranchStatus
 
     /// <summary>An abort marker: it rolled back, or was fenced before it started.</summary>
     Aborted,
+
+    /// <summary>
+    /// A read-only marker: the branch wrote nothing, voted ReadOnly and finished without preparing.
+    /// It knows no outcome: to a peer's termination question it is a voter that cannot tell.
+    /// </summary>
+    ReadOnly,
 }
 
 /// <summary>A prepared transaction of this participant, read from <c>pg_prepared_xacts</c>.</summary>
@@ -30,6 +36,8 @@ internal sealed record PreparedBranch(BranchGid Gid, TimeSpan Age);
 /// <c>PREPARE TRANSACTION</c>: the row becomes visible exactly when the branch commits, so the
 /// participant can tell long afterwards whether a GID committed. Aborts write an 'aborted' row
 /// outside any branch; the primary key then stops a late branch of the same GID from preparing.
+/// A branch that wrote nothing and voted ReadOnly writes a row in <c>txcoord.branch_readonly</c>
+/// instead, in its own transaction, and commits without preparing.
 /// <para>
 /// The store runs on the participant's own data source (<c>NoResetOnClose</c>: its statements leave
 /// no session state, so a pooled checkout costs no <c>DISCARD ALL</c>); the statements that belong
@@ -51,11 +59,17 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
             outcome        text NOT NULL CHECK (outcome IN ('committed', 'aborted')),
             recorded_at    timestamptz NOT NULL DEFAULT now()
         );
+        CREATE TABLE IF NOT EXISTS txcoord.branch_readonly (
+            gid            text PRIMARY KEY,
+            transaction_id uuid NOT NULL,
+            recorded_at    timestamptz NOT NULL DEFAULT now()
+        );
         """;
 
     private const string StatusSql = """
         SELECT (SELECT outcome FROM txcoord.branch_outcomes WHERE gid = @Gid) AS outcome,
-               EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = @Gid AND database = current_database()) AS prepared
+               EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = @Gid AND database = current_database()) AS prepared,
+               EXISTS (SELECT 1 FROM txcoord.branch_readonly WHERE gid = @Gid) AS read_only
         """;
 
     // One round trip: BEGIN, the settings, the insert and COMMIT go out as one batch. The lock
@@ -71,6 +85,9 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
 
     private const string InsertCommittedMarkerSql =
         "INSERT INTO txcoord.branch_outcomes (gid, transaction_id, outcome) VALUES (@Gid, @TransactionId, 'committed')";
+
+    private const string InsertReadOnlyMarkerSql =
+        "INSERT INTO txcoord.branch_readonly (gid, transaction_id) VALUES (@Gid, @TransactionId)";
 
     private const string ListPreparedSql = """
         SELECT gid AS Gid, extract(epoch FROM now() - prepared)::float8 AS AgeSeconds
@@ -110,13 +127,14 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
     /// </summary>
     public static async Task<BranchStatus> GetStatusAsync(NpgsqlConnection connection, BranchGid gid, CancellationToken cancellationToken)
     {
-        var row = await connection.QuerySingleAsync<(string? Outcome, bool Prepared)>(
+        var row = await connection.QuerySingleAsync<(string? Outcome, bool Prepared, bool ReadOnly)>(
             new CommandDefinition(StatusSql, new { Gid = gid.Value }, cancellationToken: cancellationToken));
         return row switch
         {
             { Prepared: true } => BranchStatus.Prepared,
             { Outcome: "committed" } => BranchStatus.Committed,
-            { Outcome: "aborted" } => BranchStatus.Aborted,
+            { Outcome: "aborted" } => BranchStatus.Aborted, // an abort told to a read-only branch is an outcome it knows
+            { ReadOnly: true } => BranchStatus.ReadOnly,
             _ => BranchStatus.Unknown,
         };
     }
@@ -155,6 +173,39 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
         DbFaults.Before(DbFaultPoints.BranchPrepare);
         await batch.ExecuteNonQueryAsync(cancellationToken);
         DbFaults.After(DbFaultPoints.BranchPrepare);
+    }
+
+    /// <summary>
+    /// Finishes a branch that wrote nothing, in place of <see cref="PrepareAsync"/>: asks PostgreSQL
+    /// whether the transaction has a transaction id (it gets one at its first write) and, with none,
+    /// writes the read-only marker and commits, forced (<c>synchronous_commit</c> on), in one round
+    /// trip: a peer asking later must find the marker, never an unknown branch it would fence.
+    /// False, changing nothing, when the transaction wrote. On true the session is no longer in a
+    /// transaction.
+    /// </summary>
+    public static async Task<bool> TryFinishReadOnlyAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BranchGid gid, CancellationToken cancellationToken)
+    {
+        var wrote = await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
+            "SELECT txid_current_if_assigned() IS NOT NULL", transaction: transaction, cancellationToken: cancellationToken));
+        if (wrote)
+        {
+            return false;
+        }
+
+        await using var batch = new NpgsqlBatch(connection, transaction)
+        {
+            BatchCommands =
+            {
+                new NpgsqlBatchCommand("SET LOCAL synchronous_commit TO on"),
+                new NpgsqlBatchCommand(InsertReadOnlyMarkerSql)
+                {
+                    Parameters = { new NpgsqlParameter("Gid", gid.Value), new NpgsqlParameter("TransactionId", gid.Transaction.Value) },
+                },
+                new NpgsqlBatchCommand("COMMIT"),
+            },
+        };
+        await batch.ExecuteNonQueryAsync(cancellationToken);
+        return true;
     }
 
     /// <summary><c>COMMIT PREPARED</c>. Throws <see cref="PostgresException"/> 42704 when no such prepared transaction exists.</summary>

@@ -13,6 +13,15 @@ public enum PutMode
 
     /// <summary>Touches a temporary table, which PostgreSQL cannot PREPARE: the branch votes No.</summary>
     Unpreparable,
+
+    /// <summary>Writes the key but answers <see cref="WorkResult.SuccessReadOnly"/>: a handler that lies.</summary>
+    ClaimReadOnly,
+}
+
+/// <summary>The test participants' read-only work: read one key (answers <see cref="WorkResult.SuccessReadOnly"/>).</summary>
+public sealed record ReadItem
+{
+    public required string Key { get; init; }
 }
 
 /// <summary>The test participants' work message: write one key.</summary>
@@ -34,7 +43,14 @@ internal static class KeyValueParticipant
         await connection.ExecuteAsync(Schema);
     }
 
-    public static void Configure(TxCoordParticipantOptions options) =>
+    public static void Configure(TxCoordParticipantOptions options)
+    {
+        options.Handle<ReadItem>(async (branch, item, cancellationToken) =>
+        {
+            await branch.Connection.QuerySingleOrDefaultAsync<string>(new CommandDefinition(
+                "SELECT value FROM items WHERE key = @Key", new { item.Key }, branch.Transaction, cancellationToken: cancellationToken));
+            return WorkResult.SuccessReadOnly;
+        });
         options.Handle<PutItem>(async (branch, item, cancellationToken) =>
         {
             switch (item.Mode)
@@ -51,8 +67,9 @@ internal static class KeyValueParticipant
 
             await branch.Connection.ExecuteAsync(new CommandDefinition(
                 "INSERT INTO items (key, value) VALUES (@Key, @Value)", new { item.Key, item.Value }, branch.Transaction, cancellationToken: cancellationToken));
-            return WorkResult.Success;
+            return item.Mode == PutMode.ClaimReadOnly ? WorkResult.SuccessReadOnly : WorkResult.Success;
         });
+    }
 
     public static async Task<string?> ReadAsync(string connectionString, string key)
     {
