@@ -33,19 +33,22 @@ public sealed class ComparisonTests
         try
         {
             // kill -9 under load, as in RELIABILITY.md (up to three kills, until both databases
-            // hold leftovers); if no kill happened to land inside a commit, one more that kills
-            // itself there.
-            for (var kill = 1; kill <= 4; kill++)
+            // hold leftovers); if no kill happened to land inside a commit in both, up to three more
+            // lives that kill themselves there. (One is not always enough: the process's own
+            // enlistment is not always prepared after both databases; seen once in CI, it died
+            // with only A prepared.)
+            const int KillsUnderLoad = 3;
+            for (var kill = 1; kill <= KillsUnderLoad + 3; kill++)
             {
                 var environment = new Dictionary<string, string> { ["SCOPE_BANK_A"] = bankA, ["SCOPE_BANK_B"] = bankB };
-                if (kill == 4)
+                if (kill > KillsUnderLoad)
                 {
                     // At once: rows locked by earlier lives' leftovers can stall a longer run for good.
                     environment["SCOPE_DIE_IN_COMMIT"] = "0";
                 }
 
                 await using var victim = ChildProcess.Start($"TransactionScope#{kill}", program, environment, logs);
-                if (kill < 4)
+                if (kill <= KillsUnderLoad)
                 {
                     // Under load; a later life may hardly get going: the earlier kill left rows locked.
                     await victim.WaitUntilAsync(v => v.CountOccurrences("committed") >= 2, TimeSpan.FromSeconds(20));

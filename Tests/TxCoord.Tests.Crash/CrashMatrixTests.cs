@@ -1,3 +1,4 @@
+using TxCoord.Contracts;
 using TxCoord.Faults;
 using TxCoord.Participants;
 using TxCoord.Tests.Crash.Infrastructure;
@@ -14,6 +15,12 @@ namespace TxCoord.Tests.Crash;
 [Parallelizable(ParallelScope.Children)]
 public sealed class CrashMatrixTests
 {
+    /// <summary>
+    /// Loses every commit message at a participant: single ones and the coordinator's batches (it
+    /// batches the commits of overlapping transactions, and a rule names one message type).
+    /// </summary>
+    private const string DropEveryCommit = $"{BusFaults.Drop}:{nameof(CommitBranch)}:*,{BusFaults.Drop}:{nameof(CommitBranches)}:*";
+
     [Test]
     public Task CR1_CoordinatorDiesBeforeSendingPrepare_AllBranchesRollBack() =>
         FaultScenario.RunAsync(new FaultCase
@@ -104,7 +111,7 @@ public sealed class CrashMatrixTests
         FaultScenario.RunAsync(new FaultCase
         {
             // Bank B loses its CommitBranch and does not ask, so its branch is prepared when its server dies.
-            BankB = Arm.Bus($"{BusFaults.Drop}:CommitBranch:*").With(new() { ["TxCoord__Participant__DecisionTimeout"] = "00:05:00" }),
+            BankB = Arm.Bus(DropEveryCommit).With(new() { ["TxCoord__Participant__DecisionTimeout"] = "00:05:00" }),
             WhileRunning = async system =>
             {
                 var prepared = await Eventually.WaitForAsync(() => BankSystem.PreparedGidsAsync(system.BankBDataSource), gids => gids.Count > 0,
@@ -136,7 +143,7 @@ public sealed class CrashMatrixTests
     {
         await using var system = await BankSystem.CreateAsync();
         // Both banks lose every CommitBranch in their first life: three transfers decide commit and stay committing.
-        var dropCommits = Arm.Bus($"{BusFaults.Drop}:CommitBranch:*");
+        var dropCommits = Arm.Bus(DropEveryCommit);
         await system.StartAllAsync(bankA: dropCommits, bankB: dropCommits);
         var run = await system.RunTransfersAsync(3, 3);
         var transfers = new List<TxCoord.Samples.Bank.TransferRecord>();
@@ -172,9 +179,9 @@ public sealed class CrashMatrixTests
     public async Task CR9_ParticipantCrashesDuringItsStartupResolutionSeveralTimes_Converges()
     {
         await using var system = await BankSystem.CreateAsync();
-        var dropCommits = Arm.Bus($"{BusFaults.Drop}:CommitBranch:*");
+        var dropCommits = Arm.Bus(DropEveryCommit);
         // Nor does it ask for the outcome in this life: its branches stay prepared.
-        await system.StartAllAsync(bankA: Arm.Bus($"{BusFaults.Drop}:CommitBranch:*").With(new() { ["TxCoord__Participant__DecisionTimeout"] = "00:05:00" }));
+        await system.StartAllAsync(bankA: Arm.Bus(DropEveryCommit).With(new() { ["TxCoord__Participant__DecisionTimeout"] = "00:05:00" }));
         var run = await system.RunTransfersAsync(3, 3);
         var transfers = new List<TxCoord.Samples.Bank.TransferRecord>();
         foreach (var transfer in run.Transfers)
