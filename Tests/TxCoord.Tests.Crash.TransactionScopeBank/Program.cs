@@ -41,7 +41,7 @@ await Task.WhenAll(Enumerable.Range(0, concurrency).Select(worker => Task.Run(as
 
                 if (dieAfter >= 0 && Volatile.Read(ref committed) >= dieAfter)
                 {
-                    Transaction.Current!.EnlistVolatile(new DieInPrepare(), EnlistmentOptions.None);
+                    Transaction.Current!.EnlistVolatile(new DieInPrepare(bankA, bankB), EnlistmentOptions.None);
                 }
 
                 scope.Complete();
@@ -59,15 +59,33 @@ await Task.WhenAll(Enumerable.Range(0, concurrency).Select(worker => Task.Run(as
     }
 })));
 
-/// <summary>Enlisted last: its Prepare runs after both databases prepared; it kills the process there.</summary>
-internal sealed class DieInPrepare : IEnlistmentNotification
+/// <summary>
+/// Enlisted last. Its Prepare is not always called after both databases prepared (the two
+/// PREPARE TRANSACTIONs may still be in flight; seen in CI as leftovers in one database only), so
+/// it waits, up to 5 s, until both databases hold a prepared transaction, then kills the process.
+/// </summary>
+internal sealed class DieInPrepare(string bankA, string bankB) : IEnlistmentNotification
 {
     public void Prepare(PreparingEnlistment preparingEnlistment)
     {
+        var waited = Stopwatch.StartNew();
+        while (waited.Elapsed < TimeSpan.FromSeconds(5) && !(HasPrepared(bankA) && HasPrepared(bankB)))
+        {
+            Thread.Sleep(20);
+        }
+
         Console.WriteLine("dying in the middle of a commit");
         Console.Out.Flush();
         using var self = Process.GetCurrentProcess();
         self.Kill();
+    }
+
+    private static bool HasPrepared(string connectionString)
+    {
+        using var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(connectionString) { Enlist = false, Pooling = false }.ConnectionString);
+        connection.Open();
+        using var count = new NpgsqlCommand("SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()", connection);
+        return (long)count.ExecuteScalar()! > 0;
     }
 
     public void Commit(Enlistment enlistment) => enlistment.Done();

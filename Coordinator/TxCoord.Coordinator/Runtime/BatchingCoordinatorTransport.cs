@@ -44,22 +44,30 @@ internal sealed class BatchingCoordinatorTransport(ICoordinatorTransport inner, 
     private readonly CoordinatorMonitor? _monitor = monitor;
 
     public Task SendToParticipantAsync<T>(ParticipantId participant, T message, CancellationToken cancellationToken)
-        where T : class =>
-        message switch
+        where T : class
+    {
+        switch (message)
         {
-            PrepareBranch prepare => _prepares.GetOrAdd(participant, p => new Lane<PrepareBranch, PrepareBranches>(this, p, PrepareBatch, waitsOnlyBehindUndecided: true))
-                .SendAsync(prepare, prepare.TransactionId, cancellationToken),
-            PreCommitBranch preCommit => _preCommits.GetOrAdd(participant, p => new Lane<PreCommitBranch, PreCommitBranches>(this, p, PreCommitBatch, waitsOnlyBehindUndecided: true))
-                .SendAsync(preCommit, preCommit.TransactionId, cancellationToken),
-            CommitBranch commit => Decided(participant, commit.TransactionId)
-                ._commits.GetOrAdd(participant, p => new Lane<CommitBranch, CommitBranches>(this, p, CommitBatch, waitsOnlyBehindUndecided: false))
-                .SendAsync(commit, commit.TransactionId, cancellationToken),
-            AbortBranch abort => Decided(participant, abort.TransactionId)._inner.SendToParticipantAsync(participant, message, cancellationToken),
-            _ => _inner.SendToParticipantAsync(participant, message, cancellationToken),
-        };
+            case PrepareBranch prepare:
+                return _prepares.GetOrAdd(participant, p => new Lane<PrepareBranch, PrepareBranches>(this, p, PrepareBatch, waitsOnlyBehindUndecided: true))
+                    .SendAsync(prepare, prepare.TransactionId, cancellationToken);
+            case PreCommitBranch preCommit:
+                return _preCommits.GetOrAdd(participant, p => new Lane<PreCommitBranch, PreCommitBranches>(this, p, PreCommitBatch, waitsOnlyBehindUndecided: true))
+                    .SendAsync(preCommit, preCommit.TransactionId, cancellationToken);
+            case CommitBranch commit:
+                Decided(participant, commit.TransactionId);
+                return _commits.GetOrAdd(participant, p => new Lane<CommitBranch, CommitBranches>(this, p, CommitBatch, waitsOnlyBehindUndecided: false))
+                    .SendAsync(commit, commit.TransactionId, cancellationToken);
+            case AbortBranch abort:
+                Decided(participant, abort.TransactionId);
+                return _inner.SendToParticipantAsync(participant, message, cancellationToken);
+            default:
+                return _inner.SendToParticipantAsync(participant, message, cancellationToken);
+        }
+    }
 
-    /// <summary>Tells the participant's prepare lane that this transaction is decided there.</summary>
-    private BatchingCoordinatorTransport Decided(ParticipantId participant, TransactionId id)
+    /// <summary>Tells the participant's prepare and PreCommit lanes that this transaction is decided there.</summary>
+    private void Decided(ParticipantId participant, TransactionId id)
     {
         if (_prepares.TryGetValue(participant, out var prepares))
         {
@@ -70,8 +78,6 @@ internal sealed class BatchingCoordinatorTransport(ICoordinatorTransport inner, 
         {
             preCommits.Decided(id);
         }
-
-        return this;
     }
 
     public Task ReplyAsync(ReplyTarget target, TransactionCompleted message, CancellationToken cancellationToken) =>
