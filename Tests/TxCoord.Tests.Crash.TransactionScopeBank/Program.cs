@@ -68,10 +68,11 @@ internal sealed class DieInPrepare(string bankA, string bankB) : IEnlistmentNoti
 {
     public void Prepare(PreparingEnlistment preparingEnlistment)
     {
-        var waited = Stopwatch.StartNew();
-        while (waited.Elapsed < TimeSpan.FromSeconds(5) && !(HasPrepared(bankA) && HasPrepared(bankB)))
+        // Each check is a round trip to both servers: the wait is paced by them, not by a sleep.
+        using (var a = Open(bankA))
+        using (var b = Open(bankB))
         {
-            Thread.Sleep(20);
+            SpinWait.SpinUntil(() => HasPrepared(a) && HasPrepared(b), TimeSpan.FromSeconds(5));
         }
 
         Console.WriteLine("dying in the middle of a commit");
@@ -80,10 +81,16 @@ internal sealed class DieInPrepare(string bankA, string bankB) : IEnlistmentNoti
         self.Kill();
     }
 
-    private static bool HasPrepared(string connectionString)
+    private static NpgsqlConnection Open(string connectionString)
     {
-        using var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(connectionString) { Enlist = false, Pooling = false }.ConnectionString);
+        // Not enlisted: the ambient transaction is the one being prepared.
+        var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(connectionString) { Enlist = false, Pooling = false }.ConnectionString);
         connection.Open();
+        return connection;
+    }
+
+    private static bool HasPrepared(NpgsqlConnection connection)
+    {
         using var count = new NpgsqlCommand("SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()", connection);
         return (long)count.ExecuteScalar()! > 0;
     }
