@@ -210,26 +210,20 @@ internal sealed class BatchingCoordinatorTransport(ICoordinatorTransport inner, 
                 return;
             }
 
+            var alone = batch.Count == 1;
             try
             {
                 // Each send with its own static type: MassTransit names a message by it.
-                if (batch.Count == 1)
+                if (alone)
                 {
                     await owner._inner.SendToParticipantAsync(participant, batch[0].Message, CancellationToken.None);
                 }
                 else
                 {
-                    try
-                    {
-                        await owner._inner.SendToParticipantAsync(participant, batchOf(participant, [.. batch.Select(b => b.Message)]), CancellationToken.None);
-                        owner._monitor?.MessageSent(typeof(TBatch).Name, succeeded: true);
-                    }
-                    catch
-                    {
-                        owner._monitor?.MessageSent(typeof(TBatch).Name, succeeded: false);
-                        throw;
-                    }
+                    await owner._inner.SendToParticipantAsync(participant, batchOf(participant, [.. batch.Select(b => b.Message)]), CancellationToken.None);
+                    owner._monitor?.MessageSent(typeof(TBatch).Name, succeeded: true);
                 }
+
                 foreach (var (_, sent) in batch)
                 {
                     sent.TrySetResult();
@@ -237,6 +231,11 @@ internal sealed class BatchingCoordinatorTransport(ICoordinatorTransport inner, 
             }
             catch (Exception e)
             {
+                if (!alone)
+                {
+                    owner._monitor?.MessageSent(typeof(TBatch).Name, succeeded: false);
+                }
+
                 foreach (var (_, sent) in batch)
                 {
                     sent.TrySetException(e);

@@ -178,8 +178,8 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
     /// <summary>
     /// Finishes a branch that wrote nothing, in place of <see cref="PrepareAsync"/>: asks PostgreSQL
     /// whether the transaction has a transaction id (it gets one at its first write) and, with none,
-    /// writes the read-only marker and commits, forced (<c>synchronous_commit</c> on), in one round
-    /// trip: a peer asking later must find the marker, never an unknown branch it would fence.
+    /// writes the read-only marker and commits, forced (<c>synchronous_commit</c> on), in a second
+    /// round trip: a peer asking later must find the marker, never an unknown branch it would fence.
     /// False, changing nothing, when the transaction wrote. On true the session is no longer in a
     /// transaction.
     /// </summary>
