@@ -26,6 +26,15 @@ public sealed record CommitTransaction
     /// (the default): every participant is asked to prepare.
     /// </summary>
     public IReadOnlyList<ParticipantId> Prepared { get; init; } = [];
+
+    /// <summary>
+    /// How many work messages the initiator sent each participant, in the order of
+    /// <see cref="Participants"/> (each work carried its number in <see cref="TxCoordHeaders.WorkSequence"/>).
+    /// The coordinator passes each count on in <see cref="PrepareBranch.WorkCount"/>, so that a
+    /// branch that lost works in a restart of its participant votes No instead of committing half
+    /// the work. Empty (the default, and from initiators that do not count): no participant checks.
+    /// </summary>
+    public IReadOnlyList<int> WorkCounts { get; init; } = [];
 }
 
 /// <summary>Asks the coordinator to abort a transaction. Answered by <see cref="TransactionCompleted"/>.</summary>
@@ -90,6 +99,13 @@ public static class TxCoordHeaders
     /// cannot contain a comma), as <see cref="PrepareBranch.Participants"/> would carry them.
     /// </summary>
     public const string Participants = "TxCoord-Participants";
+
+    /// <summary>
+    /// The number of this work message among those the initiator sent the same participant in the
+    /// same transaction: 1, 2, 3... A branch prepares only when it holds every number up to
+    /// <see cref="PrepareBranch.WorkCount"/> (under early prepare: up to this work's own number).
+    /// </summary>
+    public const string WorkSequence = "TxCoord-WorkSequence";
 }
 
 /// <summary>A participant's answer to one work message.</summary>
@@ -123,6 +139,13 @@ public sealed record PrepareBranch
 
     /// <summary>Every participant of the transaction, so a participant can reach its peers.</summary>
     public IReadOnlyList<ParticipantId> Participants { get; init; } = [];
+
+    /// <summary>
+    /// How many work messages the initiator sent this participant (<see cref="CommitTransaction.WorkCounts"/>):
+    /// the branch votes Yes only if it holds works 1 to this number. 0 (the default, and from
+    /// initiators that do not count): not checked.
+    /// </summary>
+    public int WorkCount { get; init; }
 }
 
 /// <summary>

@@ -64,6 +64,9 @@ internal static partial class Log
     [LoggerMessage(2018, LogLevel.Information, "Participant {Participant} ready on queue {Queue}")]
     public static partial void ParticipantReady(ILogger logger, string participant, string queue);
 
+    [LoggerMessage(2019, LogLevel.Warning, "Transaction {TransactionId}: participant {Participant} received work {Sequence} again; it already ran in the branch and is not run twice")]
+    public static partial void DuplicateWork(ILogger logger, TransactionId transactionId, string participant, int sequence);
+
     // 2200-2249: crash recovery (resolution of prepared branches after a crash).
 
     [LoggerMessage(2200, LogLevel.Information, "Transaction {TransactionId}: participant {Participant} leaves prepared branch {Gid} alone: it belongs to coordinator {Coordinator}, which this participant does not serve (option Coordinators)")]

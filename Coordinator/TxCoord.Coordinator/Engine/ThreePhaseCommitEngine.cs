@@ -51,7 +51,7 @@ internal sealed class ThreePhaseCommitEngine(EngineSettings settings) : ICommitP
             return new Transition(committed, [new ReplyToInitiator(TransactionOutcome.Committed, null), new RecordEnd()]);
         }
 
-        return new Transition(state, [.. state.Participants.Select(p => new SendPrepare(p))]);
+        return new Transition(state, [.. state.Participants.Select(p => state.PrepareFor(p))]);
     }
 
     public Transition Recover(TransactionId transactionId, Recovered recovered, DateTimeOffset now)

@@ -6,7 +6,8 @@ namespace TxCoord.Coordinator.Engine;
 internal abstract record TransactionEffect;
 
 /// <summary>Send <c>PrepareBranch</c> to the participant.</summary>
-internal sealed record SendPrepare(ParticipantId Participant) : TransactionEffect;
+/// <param name="WorkCount">How many works the initiator sent it (<c>PrepareBranch.WorkCount</c>); 0: not counted.</param>
+internal sealed record SendPrepare(ParticipantId Participant, int WorkCount = 0) : TransactionEffect;
 
 /// <summary>
 /// Force the commit decision to the journal (idempotent insert-if-absent). The driver answers

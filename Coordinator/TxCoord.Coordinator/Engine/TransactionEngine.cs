@@ -126,6 +126,7 @@ internal sealed class TransactionEngine
         Protocol = protocol,
         Phase = TransactionPhase.Preparing,
         Participants = [.. request.Participants.Distinct()],
+        WorkCounts = request.WorkCountsByParticipant,
         CreatedAt = now,
         VoteDeadline = now + settings.VoteTimeout,
         TransactionDeadline = request.Deadline ?? now + settings.DefaultTransactionTimeout,

@@ -15,9 +15,20 @@ internal abstract record TransactionEvent;
 /// Early prepare (2PC): participants whose Yes vote the initiator relays (their branch prepared
 /// right after its work); they get no PrepareBranch. Default or empty: none.
 /// </param>
+/// <param name="WorkCounts">
+/// How many works the initiator sent each of <see cref="Participants"/>, in that order. Default,
+/// empty or of another length (an initiator that does not count): not passed on.
+/// </param>
 internal sealed record CommitRequested(
-    ImmutableArray<ParticipantId> Participants, DateTimeOffset? Deadline, ImmutableArray<ParticipantId> Prepared = default) : TransactionEvent
+    ImmutableArray<ParticipantId> Participants, DateTimeOffset? Deadline, ImmutableArray<ParticipantId> Prepared = default,
+    ImmutableArray<int> WorkCounts = default) : TransactionEvent
 {
+    /// <summary>The work count of each participant that has one (at least 1); empty when the initiator did not count.</summary>
+    public ImmutableDictionary<ParticipantId, int> WorkCountsByParticipant =>
+        WorkCounts.IsDefault || WorkCounts.Length != Participants.Length
+            ? ImmutableDictionary<ParticipantId, int>.Empty
+            : Participants.Zip(WorkCounts).Where(x => x.Second > 0).DistinctBy(x => x.First).ToImmutableDictionary(x => x.First, x => x.Second);
+
     /// <summary><see cref="Prepared"/> without duplicates, never default.</summary>
     public ImmutableArray<ParticipantId> PreparedOrEmpty => Prepared.IsDefault ? [] : [.. Prepared.Distinct()];
 }

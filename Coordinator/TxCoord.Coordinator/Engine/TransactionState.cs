@@ -18,6 +18,12 @@ internal sealed record TransactionState
     /// <summary>Every participant the initiator named, without duplicates, in the order named.</summary>
     public required ImmutableArray<ParticipantId> Participants { get; init; }
 
+    /// <summary>How many works the initiator sent each participant; a participant missing here is not checked.</summary>
+    public ImmutableDictionary<ParticipantId, int> WorkCounts { get; init; } = ImmutableDictionary<ParticipantId, int>.Empty;
+
+    /// <summary>The prepare to send to <paramref name="participant"/>, with its work count.</summary>
+    public SendPrepare PrepareFor(ParticipantId participant) => new(participant, WorkCounts.GetValueOrDefault(participant));
+
     /// <summary>The first vote of each participant that voted. Later votes from the same participant are ignored.</summary>
     public ImmutableDictionary<ParticipantId, Vote> Votes { get; init; } = ImmutableDictionary<ParticipantId, Vote>.Empty;
 

@@ -35,7 +35,7 @@ internal sealed class TwoPhaseCommitEngine(EngineSettings settings) : ICommitPro
             return AllVoted(state, now);
         }
 
-        return new Transition(state, [.. state.NotVoted.Select(p => new SendPrepare(p))]);
+        return new Transition(state, [.. state.NotVoted.Select(p => state.PrepareFor(p))]);
     }
 
     public Transition Recover(TransactionId transactionId, Recovered recovered, DateTimeOffset now)

@@ -142,7 +142,7 @@ internal sealed partial class CoordinatorRuntime
         var id = message.TransactionId;
         var participants = (message.Participants ?? []).ToImmutableArray();
         var prepared = (message.Prepared ?? []).ToImmutableArray();
-        var request = new CommitRequested(participants, message.Deadline == default ? null : message.Deadline, prepared);
+        var request = new CommitRequested(participants, message.Deadline == default ? null : message.Deadline, prepared, [.. message.WorkCounts ?? []]);
         return WithEntryAsync(id, async entry =>
         {
             entry.AddReplyTarget(replyTo);
@@ -640,6 +640,7 @@ internal sealed partial class CoordinatorRuntime
                     Participant = prepare.Participant,
                     Protocol = state.Protocol,
                     Participants = state.Participants,
+                    WorkCount = prepare.WorkCount,
                 }, cancellationToken);
                 CrashPoint.Hit(CrashPoints.CoordinatorAfterPrepare);
                 return null;

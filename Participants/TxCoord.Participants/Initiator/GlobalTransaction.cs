@@ -21,6 +21,9 @@ internal sealed class GlobalTransaction(
 
     /// <summary>Early prepare: the participants whose answer said their branch is prepared (their Yes votes).</summary>
     private readonly List<ParticipantId> _prepared = [];
+
+    /// <summary>How many works were sent to each participant: the last one's <see cref="TxCoordHeaders.WorkSequence"/>.</summary>
+    private readonly Dictionary<ParticipantId, int> _workCounts = [];
     private bool _earlyPrepareAsked;
     private string? _failure;
     private CommitResult? _result;
@@ -62,6 +65,7 @@ internal sealed class GlobalTransaction(
                 $"Transaction {id}: early prepare needs every participant declared at Begin (TransactionOptions.Participants): a prepared branch must know its peers.");
         }
 
+        int sequence;
         lock (_gate)
         {
             if (_result is not null || _commitRequested)
@@ -89,6 +93,8 @@ internal sealed class GlobalTransaction(
             {
                 _participants.Add(participantId);
             }
+
+            sequence = _workCounts[participantId] = _workCounts.GetValueOrDefault(participantId) + 1;
         }
 
         WorkResult result;
@@ -101,6 +107,7 @@ internal sealed class GlobalTransaction(
                     context.Headers.Set(TxCoordHeaders.TransactionId, id.Value.ToString());
                     context.Headers.Set(TxCoordHeaders.CoordinatorId, initiator.Coordinator.Value);
                     context.Headers.Set(TxCoordHeaders.BranchTimeoutMs, (long)timeout.TotalMilliseconds);
+                    context.Headers.Set(TxCoordHeaders.WorkSequence, sequence);
                     if (prepare)
                     {
                         context.Headers.Set(TxCoordHeaders.Prepare, true);
@@ -161,10 +168,12 @@ internal sealed class GlobalTransaction(
         var participants = Participants;
         IReadOnlyList<ParticipantId> prepared;
         bool earlyPrepareAsked;
+        Dictionary<ParticipantId, int> workCounts;
         lock (_gate)
         {
             prepared = [.. _prepared];
             earlyPrepareAsked = _earlyPrepareAsked;
+            workCounts = new Dictionary<ParticipantId, int>(_workCounts);
         }
 
         if (earlyPrepareAsked)
@@ -191,7 +200,11 @@ internal sealed class GlobalTransaction(
         try
         {
             var response = await initiator.Request<CommitTransaction>(timeout).GetResponse<TransactionCompleted>(
-                new CommitTransaction { TransactionId = id, Participants = participants, Protocol = protocol, Deadline = deadline, Prepared = prepared },
+                new CommitTransaction
+                {
+                    TransactionId = id, Participants = participants, Protocol = protocol, Deadline = deadline, Prepared = prepared,
+                    WorkCounts = [.. participants.Select(p => workCounts.GetValueOrDefault(p))],
+                },
                 cancellationToken);
             return Complete(ToResult(response.Message));
         }

@@ -41,12 +41,40 @@ internal sealed class Branch(BranchGid gid)
 
     /// <summary>When a working branch that has not prepared is rolled back.</summary>
     public DateTimeOffset Deadline { get; set; } = DateTimeOffset.MaxValue;
+
+    /// <summary>
+    /// The <see cref="TxCoordHeaders.WorkSequence"/> numbers of the works that ran in this branch
+    /// and succeeded. A prepare that expects <c>n</c> works finds exactly 1..n here, or the branch
+    /// lost some (a restart of this process rolled an earlier branch back) and votes No.
+    /// </summary>
+    public SortedSet<int> Works { get; } = [];
+
+    /// <summary>
+    /// Null when the branch holds works 1 to <paramref name="expected"/> (or nothing is expected:
+    /// 0), otherwise why it must not prepare.
+    /// </summary>
+    public string? MissingWorks(int expected)
+    {
+        if (expected <= 0 || (Works.Count == expected && Works.Min == 1 && Works.Max == expected))
+        {
+            return null;
+        }
+
+        var missing = Enumerable.Range(1, expected).Where(n => !Works.Contains(n)).ToList();
+        var held = Works.Count == 0 ? "none" : string.Join(", ", Works);
+        return missing.Count > 0
+            ? $"the branch holds works {held} of the {expected} the initiator sent: {(missing.Count == 1 ? "work" : "works")} {string.Join(", ", missing)} {(missing.Count == 1 ? "was" : "were")} lost " +
+              "(this participant restarted after it and rolled its open branch back, or it never arrived)"
+            : $"the branch holds works {held}, more than the {expected} the initiator counted";
+    }
 }
 
 /// <summary>Branches in memory, each operation on one under that branch's lock.</summary>
 internal sealed class BranchRegistry
 {
-    private readonly ConcurrentDictionary<TransactionId, Branch> _branches = new();
+    // Keyed by the whole GID (coordinator, transaction and participant): two coordinators may
+    // use the same transaction id, and their branches are distinct.
+    private readonly ConcurrentDictionary<BranchGid, Branch> _branches = new();
 
     public int Count => _branches.Count;
 
@@ -55,7 +83,7 @@ internal sealed class BranchRegistry
     {
         while (true)
         {
-            var branch = _branches.GetOrAdd(gid.Transaction, static (_, g) => new Branch(g), gid);
+            var branch = _branches.GetOrAdd(gid, static (_, g) => new Branch(g), gid);
             await branch.Lock.WaitAsync(cancellationToken);
             if (!branch.Removed)
             {
@@ -63,7 +91,7 @@ internal sealed class BranchRegistry
             }
 
             // Its owner finished with it: make sure the dead entry is gone before trying again.
-            _branches.TryRemove(new KeyValuePair<TransactionId, Branch>(gid.Transaction, branch));
+            _branches.TryRemove(new KeyValuePair<BranchGid, Branch>(gid, branch));
             branch.Lock.Release();
         }
     }
@@ -80,7 +108,7 @@ internal sealed class BranchRegistry
     {
         if (branch.Removed)
         {
-            _branches.TryRemove(new KeyValuePair<TransactionId, Branch>(branch.Gid.Transaction, branch));
+            _branches.TryRemove(new KeyValuePair<BranchGid, Branch>(branch.Gid, branch));
         }
 
         branch.Lock.Release();

@@ -95,12 +95,20 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
             return;
         }
 
+        // 0 from initiators that do not number their works: nothing to check at prepare then.
+        var sequence = (int)Math.Clamp(context.Headers.Get<long>(TxCoordHeaders.WorkSequence, default(long?)) ?? 0, 0, int.MaxValue);
+        if (earlyPrepare is not null)
+        {
+            // The work that asks for early prepare is its participant's last: the branch must hold it and all before it.
+            earlyPrepare = earlyPrepare with { WorkCount = sequence };
+        }
+
         var gid = BranchGid.Create(coordinator, transactionId, Id);
         var branch = await _branches.AcquireAsync(gid, cancellationToken);
         string? refusal;
         try
         {
-            refusal = await RunWorkAsync(branch, timeout, context.Message, handler, cancellationToken);
+            refusal = await RunWorkAsync(branch, timeout, sequence, context.Message, handler, cancellationToken);
             if (refusal is null && earlyPrepare is not null)
             {
                 refusal = await PrepareEarlyAsync(branch, earlyPrepare);
@@ -121,10 +129,19 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
     private const string WorkStoppedReason =
         "the work handler was stopped half-way (its delivery was given up: the broker's consumer timeout, a lost channel or a shutdown); the branch rolled back";
 
-    private async Task<string?> RunWorkAsync<TMessage>(Branch branch, TimeSpan timeout, TMessage message, WorkHandler<TMessage> handler, CancellationToken cancellationToken)
+    private async Task<string?> RunWorkAsync<TMessage>(
+        Branch branch, TimeSpan timeout, int sequence, TMessage message, WorkHandler<TMessage> handler, CancellationToken cancellationToken)
         where TMessage : class
     {
         var gid = branch.Gid;
+        if (sequence > 0 && branch.Phase == BranchPhase.Working && branch.Works.Contains(sequence))
+        {
+            // A redelivery of a work that already ran in this branch (its answer was lost): the
+            // work is in the branch once, and running it again would apply it twice.
+            Log.DuplicateWork(_logger, gid.Transaction, Id.Value, sequence);
+            return null;
+        }
+
         if (branch.Phase == BranchPhase.New)
         {
             // The status is read on the branch's own connection, before its transaction begins: no
@@ -188,6 +205,11 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         if (result.Succeeded)
         {
             branch.ReadOnly &= result.ReadOnly;
+            if (sequence > 0)
+            {
+                branch.Works.Add(sequence);
+            }
+
             return null;
         }
 
@@ -238,6 +260,12 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         var gid = branch.Gid;
         if (branch.Phase == BranchPhase.Working)
         {
+            if (branch.MissingWorks(message.WorkCount) is { } missing)
+            {
+                await RollBackWorkingAsync(branch, missing, CancellationToken.None);
+                return (Vote.No, missing);
+            }
+
             try
             {
                 if (mayVoteReadOnly && branch.ReadOnly && message.Protocol == CommitProtocol.TwoPhase)
@@ -284,7 +312,9 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
             default:
                 // Fence: the work, if it comes late, must never prepare.
                 await Store.RecordAbortedAsync(gid, cancellationToken);
-                return (Vote.No, "no work arrived for this transaction before Prepare");
+                return (Vote.No, message.WorkCount > 0
+                    ? $"no work arrived for this transaction before Prepare (the initiator sent {message.WorkCount}: lost in a restart of this participant, or not delivered yet)"
+                    : "no work arrived for this transaction before Prepare");
         }
     }
 
