@@ -320,6 +320,51 @@ public sealed class ParticipantProtocolTests
         });
     }
 
+    [Test]
+    public async Task WorkDeliveredTwiceWithTheSameNumber_RunsOnce_AndTheBranchPrepares()
+    {
+        var id = TransactionId.New();
+        var key = $"twice-{id}";
+        var headers = new Dictionary<string, object>(Headers(id)) { [TxCoordHeaders.WorkSequence] = 1 };
+        var first = await _probe.SendRawWorkAsync(_participant, new PutItem { Key = key, Value = "v" }, headers);
+        // Run again, the insert of the same key would fail and roll the branch back.
+        var again = await _probe.SendRawWorkAsync(_participant, new PutItem { Key = key, Value = "v" }, headers);
+
+        await _probe.SendAsync(_participant, Prepare(id) with { WorkCount = 1 });
+        var vote = await _probe.NextAsync<BranchVoted>(id);
+        Assert.Multiple(() =>
+        {
+            Assert.That(first.Succeeded, Is.True, first.Reason);
+            Assert.That(again.Succeeded, Is.True, again.Reason);
+            Assert.That(vote.Vote, Is.EqualTo(Vote.Yes), vote.Reason);
+        });
+
+        await _probe.SendAsync(_participant, Commit(id));
+        await _probe.NextAsync<BranchCommitted>(id);
+        Assert.That(await KeyValueParticipant.ReadAsync(Database, key), Is.EqualTo("v"));
+    }
+
+    [Test]
+    public async Task PrepareExpectingMoreWorksThanTheBranchHolds_VotesNo_AndRollsTheBranchBack()
+    {
+        var id = TransactionId.New();
+        var key = $"short-{id}";
+        var headers = new Dictionary<string, object>(Headers(id)) { [TxCoordHeaders.WorkSequence] = 2 };
+        var work = await _probe.SendRawWorkAsync(_participant, new PutItem { Key = key, Value = "v" }, headers);
+        Assert.That(work.Succeeded, Is.True, work.Reason);
+
+        await _probe.SendAsync(_participant, Prepare(id) with { WorkCount = 2 });
+        var vote = await _probe.NextAsync<BranchVoted>(id);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(vote.Vote, Is.EqualTo(Vote.No));
+            Assert.That(vote.Reason, Does.Contain("work 1 was lost"));
+        });
+        Assert.That(await KeyValueParticipant.ReadAsync(Database, key), Is.Null);
+        Assert.That(await KeyValueParticipant.CountPreparedAsync(Database), Is.Zero);
+    }
+
     private async Task<(TransactionId Id, string Key)> StartBranchAsync()
     {
         var id = TransactionId.New();
