@@ -28,6 +28,9 @@ internal sealed record ClusterOptions
     public TimeSpan CommitTimeout { get; init; } = TimeSpan.FromSeconds(20);
     /// <summary>Registers the participants' work handlers; the key-value test handlers by default.</summary>
     public Action<TxCoordParticipantOptions> Handlers { get; init; } = KeyValueParticipant.Configure;
+
+    /// <summary>More services of each participant's host (its DbContext, scoped services), given the participant id and its database.</summary>
+    public Action<IServiceCollection, string, string>? ParticipantServices { get; init; }
 }
 
 /// <summary>
@@ -158,7 +161,9 @@ internal sealed class TxCoordCluster : IAsyncDisposable
             o.RedriveMaxInterval = TimeSpan.FromSeconds(2);
         });
 
-    private void ConfigureParticipant(IServiceCollection services, string participant) =>
+    private void ConfigureParticipant(IServiceCollection services, string participant)
+    {
+        _options.ParticipantServices?.Invoke(services, participant, ParticipantDatabases[participant]);
         services.AddTxCoordParticipant(o =>
         {
             o.ParticipantId = participant;
@@ -169,6 +174,7 @@ internal sealed class TxCoordCluster : IAsyncDisposable
             o.OutcomeQueryTimeout = TimeSpan.FromSeconds(2);
             _options.Handlers(o);
         });
+    }
 
     private void ConfigureInitiator(IServiceCollection services) =>
         services.AddTxCoordInitiator(o =>
