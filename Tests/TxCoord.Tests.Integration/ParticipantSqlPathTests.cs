@@ -122,7 +122,7 @@ public sealed class ParticipantSqlPathTests
         await connection.ExecuteAsync("CREATE TABLE IF NOT EXISTS items (key text PRIMARY KEY, value text NOT NULL)", transaction: transaction);
         await connection.ExecuteAsync("INSERT INTO items (key, value) VALUES ('k', 'v')", transaction: transaction);
 
-        var error = Assert.ThrowsAsync<PostgresException>(() => BranchStore.PrepareAsync(connection, transaction, gid, CancellationToken.None));
+        var error = Assert.ThrowsAsync<PostgresException>(() => BranchStore.PrepareAsync(connection, transaction, gid, checkWrote: false, CancellationToken.None));
         await transaction.RollbackAsync();
 
         var preparedCount = await KeyValueParticipant.CountPreparedAsync(store.ConnectionString);
@@ -145,7 +145,7 @@ public sealed class ParticipantSqlPathTests
         await using (var connection = await store.Work.OpenConnectionAsync())
         {
             await using var transaction = await connection.BeginTransactionAsync();
-            await BranchStore.PrepareAsync(connection, transaction, prepared, CancellationToken.None);
+            await BranchStore.PrepareAsync(connection, transaction, prepared, checkWrote: false, CancellationToken.None);
         }
 
         try

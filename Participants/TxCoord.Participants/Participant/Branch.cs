@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using TxCoord.Contracts;
 
@@ -32,6 +33,12 @@ internal sealed class Branch(BranchGid gid)
     public NpgsqlConnection? Connection { get; set; }
 
     public NpgsqlTransaction? Transaction { get; set; }
+
+    /// <summary>The branch's DI scope (<see cref="IBranchContext.Services"/>): made with its transaction, disposed when it ends.</summary>
+    public AsyncServiceScope? Scope { get; set; }
+
+    /// <summary>Set once the branch has been checked for a Success that wrote nothing (warned at most once).</summary>
+    public bool WriteChecked { get; set; }
 
     /// <summary>
     /// True while every work of the branch said it wrote nothing (<see cref="WorkResult.SuccessReadOnly"/>):
@@ -117,6 +124,9 @@ internal sealed class BranchRegistry
     /// <summary>Working branches whose deadline has passed (a snapshot; re-check under the lock).</summary>
     public IReadOnlyList<Branch> Expired(DateTimeOffset now) =>
         _branches.Values.Where(b => b.Phase == BranchPhase.Working && b.Deadline <= now).ToList();
+
+    /// <summary>Every branch in memory (a snapshot; re-check under the lock).</summary>
+    public IReadOnlyList<Branch> Snapshot() => _branches.Values.ToList();
 
     public int CountWorking() => _branches.Values.Count(b => b.Phase == BranchPhase.Working);
 }

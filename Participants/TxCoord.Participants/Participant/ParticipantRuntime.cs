@@ -1,4 +1,5 @@
 using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using TxCoord.Contracts;
@@ -168,11 +169,22 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
                 return reason;
             }
 
-            branch.Connection = connection;
             // Not cancellable: a cancel here would leave the branch New with this connection in
             // it, and the redelivery would open another one over it (Npgsql sends the BEGIN with
             // the first statement, so this does not wait on the server).
-            branch.Transaction = await branch.Connection.BeginTransactionAsync(CancellationToken.None);
+            try
+            {
+                branch.Transaction = await connection.BeginTransactionAsync(CancellationToken.None);
+            }
+            catch
+            {
+                await connection.DisposeAsync();
+                throw;
+            }
+
+            branch.Connection = connection;
+            // The branch's own DI scope, from here until the branch ends (CloseAsync).
+            branch.Scope = _services.CreateAsyncScope();
             branch.Phase = BranchPhase.Working;
             branch.Deadline = _time.GetUtcNow() + timeout;
             Log.BranchStarted(_logger, gid.Transaction, Id.Value, gid.Value);
@@ -181,7 +193,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         WorkResult result;
         try
         {
-            var context = new BranchContext(gid.Transaction, Id, branch.Connection!, branch.Transaction!, _services);
+            var context = new BranchContext(gid.Transaction, Id, branch.Connection!, branch.Transaction!, branch.Scope!.Value.ServiceProvider);
             result = await handler(context, message, cancellationToken);
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
@@ -282,7 +294,8 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
                 }
 
                 await RecordPreparingAsync(gid, message, cancellationToken);
-                await BranchStore.PrepareAsync(branch.Connection!, branch.Transaction!, gid, cancellationToken);
+                var wrote = await BranchStore.PrepareAsync(branch.Connection!, branch.Transaction!, gid, checkWrote: !branch.ReadOnly, cancellationToken);
+                await CheckBranchWroteAsync(branch, wrote);
             }
             catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
             {
@@ -653,6 +666,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
     {
         try
         {
+            await CheckBranchWroteAsync(branch, wrote: null);
             if (branch.Transaction is { } transaction && branch.Connection is { State: System.Data.ConnectionState.Open })
             {
                 await transaction.RollbackAsync(cancellationToken);
@@ -663,16 +677,23 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
             // The connection broke: PostgreSQL rolls the open transaction back itself.
             Log.RollbackFailed(_logger, e, branch.Gid.Transaction, Id.Value);
         }
+        finally
+        {
+            // Even when the rollback was cancelled: closing the connection rolls the transaction
+            // back, and the branch's scope and connection must not outlive it.
+            await CloseAsync(branch);
+            branch.Phase = BranchPhase.New;
+            _branches.Remove(branch);
+        }
 
-        await CloseAsync(branch);
-        branch.Phase = BranchPhase.New;
-        _branches.Remove(branch);
         await Store.RecordAbortedAsync(branch.Gid, cancellationToken);
         Log.Aborted(_logger, branch.Gid.Transaction, Id.Value, reason);
     }
 
-    private static async Task CloseAsync(Branch branch)
+    /// <summary>Ends the branch's scope, transaction and connection, in that order: the handler's services go before the connection they may hold.</summary>
+    private async Task CloseAsync(Branch branch)
     {
+        await DisposeScopeAsync(branch);
         if (branch.Transaction is { } transaction)
         {
             await transaction.DisposeAsync();
@@ -742,10 +763,12 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        await RollBackWorkingBranchesAsync();
         await _branchDataSource.DisposeAsync();
         await _dataSource.DisposeAsync();
     }
 
+    /// <param name="Services">The branch's own DI scope: one per branch, shared by its works, disposed when it ends.</param>
     private sealed record BranchContext(
         TransactionId TransactionId, ParticipantId Participant, NpgsqlConnection Connection, NpgsqlTransaction Transaction, IServiceProvider Services)
         : IBranchContext;

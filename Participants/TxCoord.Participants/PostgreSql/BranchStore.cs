@@ -155,25 +155,54 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
     /// Writes the commit marker inside the branch, then <c>PREPARE TRANSACTION</c>, both in one
     /// round trip (a batch: when the marker fails, PostgreSQL skips the PREPARE and the branch's
     /// transaction is left failed, for the caller to roll back). On success the session is no
-    /// longer in a transaction.
+    /// longer in a transaction. With <paramref name="checkWrote"/>, the same batch first asks
+    /// whether the branch had written before its marker (see <see cref="WroteSql"/>) and returns
+    /// it; without, returns true.
     /// </summary>
-    public static async Task PrepareAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BranchGid gid, CancellationToken cancellationToken)
+    public static async Task<bool> PrepareAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, BranchGid gid, bool checkWrote, CancellationToken cancellationToken)
     {
-        await using var batch = new NpgsqlBatch(connection, transaction)
+        await using var batch = new NpgsqlBatch(connection, transaction);
+        if (checkWrote)
         {
-            BatchCommands =
-            {
-                new NpgsqlBatchCommand(InsertCommittedMarkerSql)
-                {
-                    Parameters = { new NpgsqlParameter("Gid", gid.Value), new NpgsqlParameter("TransactionId", gid.Transaction.Value) },
-                },
-                new NpgsqlBatchCommand($"PREPARE TRANSACTION '{BranchGid.EnsureSafe(gid.Value)}'"),
-            },
-        };
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(WroteSql));
+        }
+
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(InsertCommittedMarkerSql)
+        {
+            Parameters = { new NpgsqlParameter("Gid", gid.Value), new NpgsqlParameter("TransactionId", gid.Transaction.Value) },
+        });
+        batch.BatchCommands.Add(new NpgsqlBatchCommand($"PREPARE TRANSACTION '{BranchGid.EnsureSafe(gid.Value)}'"));
         DbFaults.Before(DbFaultPoints.BranchPrepare);
-        await batch.ExecuteNonQueryAsync(cancellationToken);
+        var wrote = true;
+        if (checkWrote)
+        {
+            await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+            wrote = await reader.ReadAsync(cancellationToken) && reader.GetBoolean(0);
+            // The marker's and PREPARE's errors surface here.
+            while (await reader.NextResultAsync(cancellationToken))
+            {
+            }
+        }
+        else
+        {
+            await batch.ExecuteNonQueryAsync(cancellationToken);
+        }
+
         DbFaults.After(DbFaultPoints.BranchPrepare);
+        return wrote;
     }
+
+    /// <summary>
+    /// Whether the branch's transaction has written: PostgreSQL gives a transaction an id at its
+    /// first write (any row, DDL, a sequence's nextval does not count), so none means nothing
+    /// written on this connection. The signal behind the read-only vote.
+    /// </summary>
+    private const string WroteSql = "SELECT txid_current_if_assigned() IS NOT NULL";
+
+    /// <summary>Asks <see cref="WroteSql"/> inside the branch's transaction. Throws when the transaction failed.</summary>
+    public static Task<bool> WroteAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken) =>
+        connection.ExecuteScalarAsync<bool>(new CommandDefinition(WroteSql, transaction: transaction, cancellationToken: cancellationToken));
 
     /// <summary>
     /// Finishes a branch that wrote nothing, in place of <see cref="PrepareAsync"/>: asks PostgreSQL
@@ -185,9 +214,7 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
     /// </summary>
     public static async Task<bool> TryFinishReadOnlyAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BranchGid gid, CancellationToken cancellationToken)
     {
-        var wrote = await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
-            "SELECT txid_current_if_assigned() IS NOT NULL", transaction: transaction, cancellationToken: cancellationToken));
-        if (wrote)
+        if (await WroteAsync(connection, transaction, cancellationToken))
         {
             return false;
         }
