@@ -35,9 +35,24 @@ internal sealed class ParticipantBackgroundService(
         var minimumAge = TimeSpan.Zero;
         while (!cancellationToken.IsCancellationRequested)
         {
+            // Expiry and resolution each on their own: a failure of one never skips the other.
+            // Expiry never waits on a running work handler (it only tries a branch's lock), so
+            // prepared branches are resolved even while handlers wait on their rows.
             try
             {
                 await participant.ExpireBranchesAsync(cancellationToken);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                Log.BackgroundPassFailed(logger, e, participant.Id.Value);
+            }
+
+            try
+            {
                 await participant.ResolvePreparedAsync(services.GetRequiredService<IClientFactory>(), minimumAge, cancellationToken);
                 minimumAge = participant.Options.DecisionTimeout;
             }

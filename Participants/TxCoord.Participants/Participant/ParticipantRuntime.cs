@@ -129,6 +129,16 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
     private const string WorkStoppedReason =
         "the work handler was stopped half-way (its delivery was given up: the broker's consumer timeout, a lost channel or a shutdown); the branch rolled back";
 
+    private const string HandlerPastDeadlineReason =
+        "branch timeout: the work handler still ran at the branch's deadline and was cancelled; the branch rolled back";
+
+    /// <summary>The delay until <paramref name="deadline"/>, 0 when it has passed, at most what a timer takes.</summary>
+    private TimeSpan DelayUntil(DateTimeOffset deadline)
+    {
+        var delay = deadline - _time.GetUtcNow();
+        return delay <= TimeSpan.Zero ? TimeSpan.Zero : TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds, int.MaxValue));
+    }
+
     private async Task<string?> RunWorkAsync<TMessage>(
         Branch branch, TimeSpan timeout, int sequence, TMessage message, WorkHandler<TMessage> handler, CancellationToken cancellationToken)
         where TMessage : class
@@ -178,11 +188,22 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
             Log.BranchStarted(_logger, gid.Transaction, Id.Value, gid.Value);
         }
 
+        // The branch's deadline bounds its handlers too: one still running then (a statement waiting
+        // on a row lock, perhaps of a prepared branch whose decision is late) is cancelled, and the
+        // branch rolls back as an idle expired one would. The background loop only tries an
+        // expired branch's lock, so it never waits on a handler either way.
+        using var deadline = new CancellationTokenSource(DelayUntil(branch.Deadline), _time);
+        using var handlerCancellation = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
         WorkResult result;
         try
         {
             var context = new BranchContext(gid.Transaction, Id, branch.Connection!, branch.Transaction!, _services);
-            result = await handler(context, message, cancellationToken);
+            result = await handler(context, message, handlerCancellation.Token);
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            Log.WorkCancelledAtDeadline(_logger, gid.Transaction, Id.Value);
+            result = WorkResult.Refuse(HandlerPastDeadlineReason);
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
@@ -536,16 +557,26 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         }
     }
 
-    /// <summary>Rolls back the working branches whose timeout passed: their initiator or coordinator is gone.</summary>
+    /// <summary>
+    /// Rolls back the working branches whose timeout passed: their initiator or coordinator is gone.
+    /// Never waits on a running work handler: a branch whose lock is taken is left for the next pass
+    /// (its handler is cancelled at the deadline and rolls the branch back itself). Waiting would hold
+    /// the resolution of prepared branches, which runs after this in the same loop, behind a handler
+    /// that may be waiting on a row lock of one of them: a cycle.
+    /// </summary>
     internal async Task ExpireBranchesAsync(CancellationToken cancellationToken)
     {
         var now = _time.GetUtcNow();
-        foreach (var candidate in _branches.Expired(now))
+        foreach (var branch in _branches.Expired(now))
         {
-            var branch = await _branches.AcquireAsync(candidate.Gid, cancellationToken);
+            if (!_branches.TryAcquire(branch))
+            {
+                continue;
+            }
+
             try
             {
-                if (branch == candidate && branch.Phase == BranchPhase.Working && branch.Deadline <= now)
+                if (branch.Phase == BranchPhase.Working && branch.Deadline <= now)
                 {
                     Log.BranchTimedOut(_logger, branch.Gid.Transaction, Id.Value);
                     await RollBackWorkingAsync(branch, "branch timeout: no Prepare arrived in time", cancellationToken);

@@ -1,0 +1,14 @@
+using Microsoft.Extensions.Logging;
+using TxCoord.Contracts;
+
+namespace TxCoord.Participants;
+
+/// <summary>
+/// The SDK's log messages for the participant's background resolution (2710-2719) and for the
+/// initiator's faults (2110-2119).
+/// </summary>
+internal static partial class Log
+{
+    [LoggerMessage(2710, LogLevel.Warning, "Transaction {TransactionId}: participant {Participant}: the work handler still ran at the branch's deadline and was cancelled; the branch rolls back")]
+    public static partial void WorkCancelledAtDeadline(ILogger logger, TransactionId transactionId, string participant);
+}
