@@ -11,4 +11,7 @@ internal static partial class Log
 {
     [LoggerMessage(2710, LogLevel.Warning, "Transaction {TransactionId}: participant {Participant}: the work handler still ran at the branch's deadline and was cancelled; the branch rolls back")]
     public static partial void WorkCancelledAtDeadline(ILogger logger, TransactionId transactionId, string participant);
+
+    [LoggerMessage(2110, LogLevel.Warning, "Transaction {TransactionId}: the coordinator gave no answer: {Reason}")]
+    public static partial void InitiatorFaultInDoubt(ILogger logger, Exception exception, TransactionId transactionId, string reason);
 }
