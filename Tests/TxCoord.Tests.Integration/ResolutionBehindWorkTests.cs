@@ -1,4 +1,5 @@
 using Dapper;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Npgsql;
 using TxCoord.Contracts;
 using TxCoord.Participants;
@@ -108,6 +109,43 @@ public sealed class ResolutionBehindWorkTests
         await Eventually.WaitForAsync(() => KeyValueParticipant.CountPreparedAsync(Database), n => n == 0, TimeSpan.FromSeconds(15), "the prepared branch rolled back");
         Assert.That(await KeyValueParticipant.ReadAsync(Database, key), Is.Null);
     }
+
+    [Test]
+    public async Task ResolutionPassWithOneBranchWhoseQuestionFaults_ResolvesTheOthers_AndReportsDegradedUntilItResolves()
+    {
+        var faulting = await PrepareAsync($"k-{Guid.NewGuid():N}"); // the oldest: asked first
+        var committedKey = $"k-{Guid.NewGuid():N}";
+        var committed = await PrepareAsync(committedKey);
+        var aborted = await PrepareAsync($"k-{Guid.NewGuid():N}");
+        _probe.Faults[faulting] = "journal row unreadable";
+        _probe.Outcomes[committed] = TransactionOutcome.Committed;
+        _probe.Outcomes[aborted] = TransactionOutcome.Aborted;
+
+        await Eventually.WaitForAsync(
+            () => KeyValueParticipant.CountPreparedAsync(Database), n => n == 1, TimeSpan.FromSeconds(20), "the two healthy branches resolved beside the faulting one");
+        var runtime = _cluster.ParticipantRuntime(_participant);
+        var degraded = await HealthAsync(runtime);
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await KeyValueParticipant.ReadAsync(Database, committedKey), Is.EqualTo("first"));
+            Assert.That(degraded.Status, Is.EqualTo(HealthStatus.Degraded), degraded.Description);
+            Assert.That(degraded.Data["failingBranches"], Is.EqualTo(1));
+            Assert.That(degraded.Description, Does.Contain("failing to resolve"));
+        });
+
+        _probe.Faults.TryRemove(faulting, out _);
+        _probe.Outcomes[faulting] = TransactionOutcome.Aborted;
+        await Eventually.WaitForAsync(
+            () => KeyValueParticipant.CountPreparedAsync(Database), n => n == 0, TimeSpan.FromSeconds(40), "the faulting branch resolved after its back-off");
+        await Eventually.WaitForAsync(
+            async () => (await HealthAsync(runtime)).Status, s => s == HealthStatus.Healthy, TimeSpan.FromSeconds(10), "healthy again");
+    }
+
+    private static Task<HealthCheckResult> HealthAsync(Participants.Participant.ParticipantRuntime participant) =>
+        new Participants.Participant.ParticipantHealthCheck(participant).CheckHealthAsync(new HealthCheckContext
+        {
+            Registration = new HealthCheckRegistration("p", _ => null!, HealthStatus.Degraded, null),
+        });
 
     /// <summary>Runs a branch that inserts <paramref name="key"/> and prepares it; returns its transaction id.</summary>
     private async Task<TransactionId> PrepareAsync(string key)
