@@ -12,6 +12,9 @@ internal static partial class Log
     [LoggerMessage(2710, LogLevel.Warning, "Transaction {TransactionId}: participant {Participant}: the work handler still ran at the branch's deadline and was cancelled; the branch rolls back")]
     public static partial void WorkCancelledAtDeadline(ILogger logger, TransactionId transactionId, string participant);
 
+    [LoggerMessage(2711, LogLevel.Error, "Transaction {TransactionId}: participant {Participant} could not resolve its prepared branch (it stays prepared); retrying it in {RetryIn}, the other branches go on")]
+    public static partial void BranchResolutionFailed(ILogger logger, Exception exception, TransactionId transactionId, string participant, TimeSpan retryIn);
+
     [LoggerMessage(2110, LogLevel.Warning, "Transaction {TransactionId}: the coordinator gave no answer: {Reason}")]
     public static partial void InitiatorFaultInDoubt(ILogger logger, Exception exception, TransactionId transactionId, string reason);
 }

@@ -36,6 +36,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
     /// </summary>
     private readonly NpgsqlDataSource _branchDataSource;
     private readonly CoordinatorBackoff _coordinatorBackoff;
+    private readonly RetryBackoff<BranchGid> _branchBackoff;
     private readonly HashSet<BranchGid> _reportedForeign = [];
 
     public ParticipantRuntime(TxCoordParticipantOptions options, IServiceProvider services, TimeProvider time, ILogger<ParticipantRuntime> logger)
@@ -51,6 +52,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         Store = new BranchStore(_dataSource);
         _initialized = new Lazy<Task>(InitializeStoresAsync);
         _coordinatorBackoff = new CoordinatorBackoff(options.ResolveInterval, options.CoordinatorRetryMaxInterval, time);
+        _branchBackoff = new RetryBackoff<BranchGid>(options.ResolveInterval, options.CoordinatorRetryMaxInterval, time);
     }
 
     public ParticipantId Id { get; }
@@ -64,6 +66,9 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
 
     /// <summary>Prepared branches that could not learn their outcome on the last pass (blocked on the coordinator).</summary>
     public int BlockedBranches { get; private set; }
+
+    /// <summary>Prepared branches whose last resolution attempt failed (a coordinator fault, a database error); each retries after its back-off.</summary>
+    public int FailingBranches { get; private set; }
 
     /// <summary>Creates the schema and checks the server; every handler waits for it.</summary>
     public Task InitializeAsync() => _initialized.Value;
@@ -597,7 +602,11 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
     /// Finishes this participant's prepared branches whose decision did not arrive: asks each one's
     /// coordinator, commits or rolls back as told, and leaves the branch prepared (and counts it as
     /// blocked) when the coordinator does not answer or has not decided. In 2PC a participant that
-    /// voted Yes never decides alone.
+    /// voted Yes never decides alone. Each branch is handled on its own: one that fails (its
+    /// coordinator faults on the question, its database refuses the commit) is logged, retried after
+    /// its own back-off (doubling from <see cref="TxCoordParticipantOptions.ResolveInterval"/> up to
+    /// <see cref="TxCoordParticipantOptions.CoordinatorRetryMaxInterval"/>) and counted in
+    /// <see cref="FailingBranches"/>, and the pass goes on with the others.
     /// </summary>
     internal async Task ResolvePreparedAsync(IClientFactory clients, TimeSpan minimumAge, CancellationToken cancellationToken)
     {
@@ -606,78 +615,89 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         var blocked = 0;
         foreach (var branch in prepared)
         {
-            if (branch.Age < minimumAge)
+            if (branch.Age < minimumAge || !_branchBackoff.MayAsk(branch.Gid))
             {
                 continue;
             }
 
-            var gid = branch.Gid;
-            if (!_options.Serves(gid.Coordinator))
-            {
-                if (_reportedForeign.Add(gid))
-                {
-                    Log.NotServedLeftAlone(_logger, gid.Transaction, Id.Value, gid.Value, gid.Coordinator.Value);
-                }
-
-                continue;
-            }
-
-            if (!_coordinatorBackoff.MayAsk(gid.Coordinator))
-            {
-                if (await TerminateAsync(clients, branch, coordinatorAnswered: false, cancellationToken) == TerminationResult.Blocked)
-                {
-                    blocked++;
-                }
-
-                continue;
-            }
-
-            TransactionOutcome outcome;
             try
             {
-                var client = clients.CreateRequestClient<GetTransactionOutcome>(
-                    TxCoordQueues.CoordinatorAddress(gid.Coordinator), RequestTimeout.After(ms: (int)_options.OutcomeQueryTimeout.TotalMilliseconds));
-                var response = await client.GetResponse<TransactionOutcomeReported>(
-                    new GetTransactionOutcome { TransactionId = gid.Transaction, Participant = Id }, cancellationToken);
-                outcome = response.Message.Outcome;
-                _coordinatorBackoff.Answered(gid.Coordinator);
-            }
-            catch (RequestTimeoutException)
-            {
-                var retryIn = _coordinatorBackoff.Failed(gid.Coordinator);
-                Log.CoordinatorBackoff(_logger, gid.Transaction, Id.Value, gid.Coordinator.Value, retryIn);
-                if (await TerminateAsync(clients, branch, coordinatorAnswered: false, cancellationToken) == TerminationResult.Blocked)
+                if (await ResolveAsync(clients, branch, cancellationToken) == TerminationResult.Blocked)
                 {
                     blocked++;
-                    Log.Blocked(_logger, gid.Transaction, Id.Value, gid.Coordinator.Value, branch.Age);
                 }
 
-                continue;
+                _branchBackoff.Answered(branch.Gid);
             }
-
-            switch (outcome)
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
-                case TransactionOutcome.Committed:
-                    await CommitAsync(gid, cancellationToken);
-                    CrashPoint.Hit(CrashPoints.ParticipantResolution);
-                    break;
-                case TransactionOutcome.Aborted:
-                    await AbortAsync(gid, "the coordinator reports the transaction aborted", cancellationToken);
-                    CrashPoint.Hit(CrashPoints.ParticipantResolution);
-                    break;
-                default:
-                    Log.StillPending(_logger, gid.Transaction, Id.Value, branch.Age);
-                    if (await TerminateAsync(clients, branch, coordinatorAnswered: true, cancellationToken) == TerminationResult.Blocked)
-                    {
-                        blocked++;
-                    }
-
-                    break;
+                var retryIn = _branchBackoff.Failed(branch.Gid);
+                Log.BranchResolutionFailed(_logger, e, branch.Gid.Transaction, Id.Value, retryIn);
             }
         }
 
+        _branchBackoff.Retain(prepared.Select(p => p.Gid).ToHashSet());
         await TidyTerminationsAsync(prepared, cancellationToken);
         BlockedBranches = blocked;
+        FailingBranches = _branchBackoff.Failing;
+    }
+
+    /// <summary>One prepared branch of a resolution pass: Blocked when it stays prepared, stuck.</summary>
+    private async Task<TerminationResult> ResolveAsync(IClientFactory clients, PreparedBranch branch, CancellationToken cancellationToken)
+    {
+        var gid = branch.Gid;
+        if (!_options.Serves(gid.Coordinator))
+        {
+            if (_reportedForeign.Add(gid))
+            {
+                Log.NotServedLeftAlone(_logger, gid.Transaction, Id.Value, gid.Value, gid.Coordinator.Value);
+            }
+
+            return TerminationResult.InProgress;
+        }
+
+        if (!_coordinatorBackoff.MayAsk(gid.Coordinator))
+        {
+            return await TerminateAsync(clients, branch, coordinatorAnswered: false, cancellationToken);
+        }
+
+        TransactionOutcome outcome;
+        try
+        {
+            var client = clients.CreateRequestClient<GetTransactionOutcome>(
+                TxCoordQueues.CoordinatorAddress(gid.Coordinator), RequestTimeout.After(ms: (int)_options.OutcomeQueryTimeout.TotalMilliseconds));
+            var response = await client.GetResponse<TransactionOutcomeReported>(
+                new GetTransactionOutcome { TransactionId = gid.Transaction, Participant = Id }, cancellationToken);
+            outcome = response.Message.Outcome;
+            _coordinatorBackoff.Answered(gid.Coordinator);
+        }
+        catch (RequestTimeoutException)
+        {
+            var retryIn = _coordinatorBackoff.Failed(gid.Coordinator);
+            Log.CoordinatorBackoff(_logger, gid.Transaction, Id.Value, gid.Coordinator.Value, retryIn);
+            var result = await TerminateAsync(clients, branch, coordinatorAnswered: false, cancellationToken);
+            if (result == TerminationResult.Blocked)
+            {
+                Log.Blocked(_logger, gid.Transaction, Id.Value, gid.Coordinator.Value, branch.Age);
+            }
+
+            return result;
+        }
+
+        switch (outcome)
+        {
+            case TransactionOutcome.Committed:
+                await CommitAsync(gid, cancellationToken);
+                CrashPoint.Hit(CrashPoints.ParticipantResolution);
+                return TerminationResult.Finished;
+            case TransactionOutcome.Aborted:
+                await AbortAsync(gid, "the coordinator reports the transaction aborted", cancellationToken);
+                CrashPoint.Hit(CrashPoints.ParticipantResolution);
+                return TerminationResult.Finished;
+            default:
+                Log.StillPending(_logger, gid.Transaction, Id.Value, branch.Age);
+                return await TerminateAsync(clients, branch, coordinatorAnswered: true, cancellationToken);
+        }
     }
 
     private async Task RollBackWorkingAsync(Branch branch, string reason, CancellationToken cancellationToken)
