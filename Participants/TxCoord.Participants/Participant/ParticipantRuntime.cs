@@ -70,6 +70,9 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
     /// <summary>Prepared branches whose last resolution attempt failed (a coordinator fault, a database error); each retries after its back-off.</summary>
     public int FailingBranches { get; private set; }
 
+    /// <summary>When the last resolution pass ended (null before the first): a loop that stops passing shows here.</summary>
+    public DateTimeOffset? LastResolutionPass { get; private set; }
+
     /// <summary>Creates the schema and checks the server; every handler waits for it.</summary>
     public Task InitializeAsync() => _initialized.Value;
 
@@ -640,6 +643,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         await TidyTerminationsAsync(prepared, cancellationToken);
         BlockedBranches = blocked;
         FailingBranches = _branchBackoff.Failing;
+        LastResolutionPass = _time.GetUtcNow();
     }
 
     /// <summary>One prepared branch of a resolution pass: Blocked when it stays prepared, stuck.</summary>
