@@ -31,8 +31,12 @@ internal sealed class ParticipantBackgroundService(
 
     private async Task RunAsync(ParticipantRuntime participant, CancellationToken cancellationToken)
     {
-        // The first pass resolves everything an earlier run left prepared, whatever its age.
-        var minimumAge = TimeSpan.Zero;
+        // Every pass, the first after a restart included, asks only about branches prepared at least
+        // DecisionTimeout ago. The age is PostgreSQL's (pg_prepared_xacts.prepared), so it survives
+        // the restart: what an earlier run left prepared long ago is asked about at once, but a branch
+        // prepared a moment ago (early prepare: its initiator's commit request may be on its way) is
+        // not presumed aborted before its decision had time to come.
+        var minimumAge = participant.Options.DecisionTimeout;
         while (!cancellationToken.IsCancellationRequested)
         {
             // Expiry and resolution each on their own: a failure of one never skips the other.
@@ -54,7 +58,6 @@ internal sealed class ParticipantBackgroundService(
             try
             {
                 await participant.ResolvePreparedAsync(services.GetRequiredService<IClientFactory>(), minimumAge, cancellationToken);
-                minimumAge = participant.Options.DecisionTimeout;
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
