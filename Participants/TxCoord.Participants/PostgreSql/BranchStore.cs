@@ -72,6 +72,19 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
                EXISTS (SELECT 1 FROM txcoord.branch_readonly WHERE gid = @Gid) AS read_only
         """;
 
+    // StatusSql in two halves, in its own order (markers under the snapshot, then the live
+    // pg_prepared_xacts), for the test seam between them.
+    private const string StatusMarkersSql = """
+        SELECT (SELECT outcome FROM txcoord.branch_outcomes WHERE gid = @Gid) AS outcome,
+               EXISTS (SELECT 1 FROM txcoord.branch_readonly WHERE gid = @Gid) AS read_only
+        """;
+
+    private const string StatusPreparedSql =
+        "SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = @Gid AND database = current_database())";
+
+    /// <summary>Test seam: when set in the caller's flow, the status read runs as two statements with this between them.</summary>
+    internal static readonly AsyncLocal<Func<Task>?> BetweenStatusReads = new();
+
     // One round trip: BEGIN, the settings, the insert and COMMIT go out as one batch. The lock
     // timeout guards against a prepared branch of the same GID holding the key.
     private const string InsertAbortedSql = """
@@ -127,8 +140,22 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
     /// </summary>
     public static async Task<BranchStatus> GetStatusAsync(NpgsqlConnection connection, BranchGid gid, CancellationToken cancellationToken)
     {
-        var row = await connection.QuerySingleAsync<(string? Outcome, bool Prepared, bool ReadOnly)>(
-            new CommandDefinition(StatusSql, new { Gid = gid.Value }, cancellationToken: cancellationToken));
+        (string? Outcome, bool Prepared, bool ReadOnly) row;
+        if (BetweenStatusReads.Value is { } between)
+        {
+            var markers = await connection.QuerySingleAsync<(string? Outcome, bool ReadOnly)>(
+                new CommandDefinition(StatusMarkersSql, new { Gid = gid.Value }, cancellationToken: cancellationToken));
+            await between();
+            var prepared = await connection.ExecuteScalarAsync<bool>(
+                new CommandDefinition(StatusPreparedSql, new { Gid = gid.Value }, cancellationToken: cancellationToken));
+            row = (markers.Outcome, prepared, markers.ReadOnly);
+        }
+        else
+        {
+            row = await connection.QuerySingleAsync<(string? Outcome, bool Prepared, bool ReadOnly)>(
+                new CommandDefinition(StatusSql, new { Gid = gid.Value }, cancellationToken: cancellationToken));
+        }
+
         return row switch
         {
             { Prepared: true } => BranchStatus.Prepared,
