@@ -43,7 +43,7 @@ public sealed class BranchStoreTests
     }
 
     [Test]
-    public async Task StatusRead_AnotherSessionCommitsPreparedBetweenItsReads_ReadsCommittedNotUnknown()
+    public async Task StatusRead_AnotherSessionCommitsPreparedBetweenItsReads_ReadsPreparedOrCommittedNeverUnknown()
     {
         var gid = BranchGid.Create(Coordinator, TransactionId.New(), Participant);
         await PrepareBranchAsync(gid);
@@ -64,11 +64,13 @@ public sealed class BranchStoreTests
             BranchStore.BetweenStatusReads.Value = null;
         }
 
-        Assert.That(status, Is.EqualTo(BranchStatus.Committed), "a branch committed during the read must never read Unknown (termination would fence it and answer Aborted)");
+        // Prepared (the GID was still there when looked for) or Committed are both true answers;
+        // Unknown is not: termination would fence the branch and answer Aborted.
+        Assert.That(status, Is.AnyOf(BranchStatus.Prepared, BranchStatus.Committed), "a branch committed during the read must never read Unknown");
     }
 
     [Test]
-    public async Task StatusRead_OneRoundTrip_AnotherSessionCommitsPreparedWhileItWaits_ReadsCommitted()
+    public async Task StatusRead_OneRoundTrip_AnotherSessionCommitsPreparedWhileItWaits_ReadsPreparedOrCommitted()
     {
         // The production path (one batch): its marker statement waits on a lock the test holds on
         // branch_readonly, the branch commits meanwhile; the markers must be read with a snapshot
@@ -92,7 +94,7 @@ public sealed class BranchStoreTests
         await other.ExecuteAsync($"COMMIT PREPARED '{gid.Value}'");
         await lockTransaction.CommitAsync();
 
-        Assert.That(await read, Is.EqualTo(BranchStatus.Committed));
+        Assert.That(await read, Is.AnyOf(BranchStatus.Prepared, BranchStatus.Committed));
     }
 
     [Test]
