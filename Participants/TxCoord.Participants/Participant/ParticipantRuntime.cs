@@ -704,7 +704,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         }
     }
 
-    private async Task RollBackWorkingAsync(Branch branch, string reason, CancellationToken cancellationToken)
+    private async Task RollBackWorkingAsync(Branch branch, string reason, CancellationToken cancellationToken, bool forced = false)
     {
         try
         {
@@ -722,7 +722,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         await CloseAsync(branch);
         branch.Phase = BranchPhase.New;
         _branches.Remove(branch);
-        await Store.RecordAbortedAsync(branch.Gid, cancellationToken);
+        await Store.RecordAbortedAsync(branch.Gid, cancellationToken, forced);
         Log.Aborted(_logger, branch.Gid.Transaction, Id.Value, reason);
     }
 
