@@ -1,5 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.EntityFrameworkCore;
 using TxCoord.Participants;
+using TxCoord.Participants.EntityFrameworkCore;
 using TxCoord.Tests.Integration.Infrastructure;
 
 namespace TxCoord.Tests.Integration;
@@ -130,5 +132,44 @@ public sealed class BranchServicesTests
         });
         Assert.That(_logs.Entries.Where(e => e.EventId.Id == SuccessWroteNothingEventId && e.Properties["Participant"]?.ToString() == Other
             && e.Properties["TransactionId"]?.ToString() == tx.Id.ToString()), Is.Empty, "the participant that wrote on its branch is not warned about");
+    }
+
+    [Test]
+    public void GetDbContext_OfAContextThatRetriesOnFailure_IsRefusedWithTheReason()
+    {
+        var services = new ServiceCollection()
+            .AddDbContext<OrdersDb>(o => o.UseNpgsql("Host=127.0.0.1", npgsql => npgsql.EnableRetryOnFailure()))
+            .BuildServiceProvider();
+        using var scope = services.CreateScope();
+        var branch = new ScopeOnlyBranch(scope.ServiceProvider);
+
+        var error = Assert.ThrowsAsync<InvalidOperationException>(() => branch.GetDbContextAsync<OrdersDb>());
+
+        Assert.That(error!.Message, Does.Contain("EnableRetryOnFailure"));
+    }
+
+    [Test]
+    public void GetDbContext_OfAContextNotRegistered_IsRefusedWithTheReason()
+    {
+        using var services = new ServiceCollection().BuildServiceProvider();
+        var branch = new ScopeOnlyBranch(services);
+
+        var error = Assert.ThrowsAsync<InvalidOperationException>(() => branch.GetDbContextAsync<OrdersDb>());
+
+        Assert.That(error!.Message, Does.Contain("AddDbContext<OrdersDb>"));
+    }
+
+    /// <summary>A branch that has services only: the refusals above come before the connection is touched.</summary>
+    private sealed class ScopeOnlyBranch(IServiceProvider services) : IBranchContext
+    {
+        public TxCoord.Contracts.TransactionId TransactionId => default;
+
+        public TxCoord.Contracts.ParticipantId Participant => default;
+
+        public Npgsql.NpgsqlConnection Connection => throw new InvalidOperationException("not used by the refusals");
+
+        public Npgsql.NpgsqlTransaction Transaction => throw new InvalidOperationException("not used by the refusals");
+
+        public IServiceProvider Services => services;
     }
 }

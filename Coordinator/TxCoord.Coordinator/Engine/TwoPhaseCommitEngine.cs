@@ -30,6 +30,13 @@ internal sealed class TwoPhaseCommitEngine(EngineSettings settings) : ICommitPro
             state = state with { Votes = preVoted.ToImmutableDictionary(p => p, _ => Vote.Yes) };
         }
 
+        if (state.Participants.IsEmpty)
+        {
+            // No participant: nothing was done anywhere, nothing to force (unchanged; a lost end
+            // row makes a later GetOutcome answer Aborted, which no data contradicts).
+            return Commit(state with { DecidedAt = now }, now, reply: true);
+        }
+
         if (!state.NotVoted.Any())
         {
             return AllVoted(state, now);
@@ -112,6 +119,12 @@ internal sealed class TwoPhaseCommitEngine(EngineSettings settings) : ICommitPro
     {
         switch (@event)
         {
+            case DecisionDurable when !state.YesVoters.Any():
+                // All read-only: nobody to re-drive, only the initiator to tell. The decision was
+                // forced all the same: the initiator told Committed may ask GetOutcome later, and
+                // an unforced row lost in a crash of the journal's server would be presumed aborted.
+                return Commit(state, now, reply: true);
+
             case DecisionDurable:
                 var committing = state with
                 {
@@ -209,12 +222,6 @@ internal sealed class TwoPhaseCommitEngine(EngineSettings settings) : ICommitPro
     /// <summary>Every participant voted Yes or ReadOnly.</summary>
     private Transition AllVoted(TransactionState state, DateTimeOffset now)
     {
-        if (!state.YesVoters.Any())
-        {
-            // Nobody holds a prepared branch: nothing to force, nothing to re-drive.
-            return Commit(state with { DecidedAt = now }, now, reply: true);
-        }
-
         var deciding = state with
         {
             Phase = TransactionPhase.Deciding,

@@ -56,7 +56,9 @@ internal interface ITransactionJournal
     /// commit decision, a PreCommit without <see cref="AbortRecord.AfterPreCommit"/>): read it to learn which.</para>
     /// <para>Failure: the row may or may not exist; the coordinator tells nobody "aborted" until a
     /// write succeeded. The row is not flushed before this returns: a crash of this process cannot
-    /// lose it, a crash of PostgreSQL within its WAL writer delay can.</para>
+    /// lose it, a crash of PostgreSQL within its WAL writer delay can. With <see cref="AbortRecord.Forced"/>
+    /// (a presumed abort about to be told) it is flushed before this returns, and so is a row that
+    /// was already there.</para>
     /// </summary>
     Task<bool> RecordAbortAsync(AbortRecord record, DateTimeOffset now, CancellationToken cancellationToken);
 

@@ -56,4 +56,5 @@ internal sealed record AbortRecord(
     ImmutableArray<ParticipantId> Participants,
     string Reason,
     DateTimeOffset CreatedAt,
-    bool AfterPreCommit = false);
+    bool AfterPreCommit = false,
+    bool Forced = false);

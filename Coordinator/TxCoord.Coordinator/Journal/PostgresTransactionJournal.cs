@@ -255,12 +255,19 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
                 CreatedAt = Utc(record.CreatedAt),
                 At = Utc(now),
             },
-            Forced: false,
+            record.Forced,
             DbFaultPoints.JournalAbort,
-            (_, _, rows) =>
+            async (connection, transaction, rows) =>
             {
                 wrote = rows > 0;
-                return Task.CompletedTask;
+                if (record.Forced && rows == 0)
+                {
+                    // The row was already there, perhaps written unforced and not yet flushed: a
+                    // transaction id makes this transaction's forced commit write a commit record,
+                    // whose flush covers the WAL before it, the earlier row's included.
+                    await connection.ExecuteScalarAsync<long>(new CommandDefinition(
+                        "SELECT txid_current()", transaction: transaction, cancellationToken: CancellationToken.None)); // the batch is not the caller's to cancel
+                }
             }), cancellationToken);
         return wrote;
     }

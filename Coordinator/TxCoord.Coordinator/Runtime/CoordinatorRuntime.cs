@@ -278,7 +278,7 @@ internal sealed partial class CoordinatorRuntime
     }
 
     /// <summary>
-    /// Presumed abort made durable before anyone is told: inserts the abort row unless a row
+    /// Presumed abort made durable (forced) before anyone is told: inserts the abort row unless a row
     /// exists, then reads the row back and returns it. A commit decision that an earlier
     /// incarnation sent just before it died can land between a first read and the insert; the
     /// read-back sees it, so the caller answers Committed instead of a false Aborted (found by
@@ -286,7 +286,11 @@ internal sealed partial class CoordinatorRuntime
     /// </summary>
     private async Task<JournalEntry?> PresumeAbortAsync(TransactionId id, ImmutableArray<ParticipantId> participants, CancellationToken cancellationToken)
     {
-        await _journal.RecordAbortAsync(new AbortRecord(id, Id, CommitProtocol.TwoPhase, participants, PresumedAbortReason, Now), Now, cancellationToken);
+        // Forced: the asker may be a prepared participant (early prepare) whose Yes vote a later
+        // CommitTransaction could still relay; a crash of the journal's server that lost this row
+        // would let that commit be decided after this participant was told Aborted.
+        await _journal.RecordAbortAsync(
+            new AbortRecord(id, Id, CommitProtocol.TwoPhase, participants, PresumedAbortReason, Now, Forced: true), Now, cancellationToken);
         Log.PresumedAbortRecorded(_logger, id);
         return await _journal.FindAsync(id, cancellationToken);
     }

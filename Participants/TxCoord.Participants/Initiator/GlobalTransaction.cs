@@ -213,6 +213,16 @@ internal sealed class GlobalTransaction(
             Log.InitiatorInDoubt(initiator.Logger, id, initiator.Coordinator.Value, timeout);
             return new CommitResult(id, CommitOutcome.InDoubt, $"coordinator {initiator.Coordinator} did not answer within {timeout}");
         }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            // The coordinator faulted (its journal down, say) or the send failed (the broker
+            // unreachable): the request may have left and a commit may be decided, so this is not
+            // Aborted. A cancellation by the caller is not caught: it throws, and the transaction
+            // may still commit (GetOutcomeAsync(tx.Id) tells).
+            var reason = TransactionInitiator.DescribeFault(initiator.Coordinator, e);
+            Log.InitiatorFaultInDoubt(initiator.Logger, e, id, reason);
+            return new CommitResult(id, CommitOutcome.InDoubt, reason);
+        }
     }
 
     public async Task<CommitResult> RollbackAsync(string? reason = null, CancellationToken cancellationToken = default)
@@ -245,6 +255,19 @@ internal sealed class GlobalTransaction(
         catch (RequestTimeoutException)
         {
             return new CommitResult(id, CommitOutcome.InDoubt, $"coordinator {initiator.Coordinator} did not answer within {timeout}");
+        }
+        catch (Exception e) when (!_commitRequested && (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested))
+        {
+            // As for the timeout above: never asked to commit, the coordinator cannot decide commit.
+            var fault = TransactionInitiator.DescribeFault(initiator.Coordinator, e);
+            Log.InitiatorFaultInDoubt(initiator.Logger, e, id, fault);
+            return Complete(new CommitResult(id, CommitOutcome.Aborted, $"{reason} ({fault}; branches roll back after their timeout)"));
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            var fault = TransactionInitiator.DescribeFault(initiator.Coordinator, e);
+            Log.InitiatorFaultInDoubt(initiator.Logger, e, id, fault);
+            return new CommitResult(id, CommitOutcome.InDoubt, fault);
         }
     }
 

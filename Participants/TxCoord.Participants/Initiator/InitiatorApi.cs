@@ -8,7 +8,10 @@ public interface ITransactionInitiator
     /// <summary>Begins a transaction. Nothing travels yet: the first work message enlists its participant.</summary>
     IGlobalTransaction Begin(TransactionOptions? options = null);
 
-    /// <summary>Asks the coordinator what became of a transaction, e.g. after <see cref="CommitOutcome.InDoubt"/>.</summary>
+    /// <summary>
+    /// Asks the coordinator what became of a transaction, e.g. after <see cref="CommitOutcome.InDoubt"/>.
+    /// No answer in time, a coordinator fault or a failed send give InDoubt with the reason, never an exception.
+    /// </summary>
     Task<CommitResult> GetOutcomeAsync(TransactionId transactionId, CancellationToken cancellationToken = default);
 }
 
@@ -51,7 +54,12 @@ public interface IGlobalTransaction : IAsyncDisposable
     /// <summary>
     /// Asks the coordinator to commit. Committed means durable in the coordinator's journal and
     /// certain to reach every participant; Aborted is definite; InDoubt means the answer did not
-    /// arrive in time: ask again with <see cref="ITransactionInitiator.GetOutcomeAsync"/>.
+    /// arrive in time, the coordinator faulted (its journal down) or the request could not be sent
+    /// for sure (the broker unreachable): <see cref="CommitResult.Reason"/> says which; ask again
+    /// with <see cref="ITransactionInitiator.GetOutcomeAsync"/>. None of these throws. A cancellation
+    /// of <paramref name="cancellationToken"/> throws <see cref="OperationCanceledException"/>, and
+    /// once the request has left the transaction may still commit: <see cref="Id"/> stays valid for
+    /// <see cref="ITransactionInitiator.GetOutcomeAsync"/>, and calling this again asks again.
     /// </summary>
     Task<CommitResult> CommitAsync(CancellationToken cancellationToken = default);
 

@@ -63,7 +63,18 @@ internal sealed class TransactionInitiator(
         {
             return new CommitResult(transactionId, CommitOutcome.InDoubt, $"coordinator {Coordinator} did not answer within {options.CommitTimeout}");
         }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            var reason = DescribeFault(Coordinator, e);
+            Log.InitiatorFaultInDoubt(logger, e, transactionId, reason);
+            return new CommitResult(transactionId, CommitOutcome.InDoubt, reason);
+        }
     }
+
+    /// <summary>Why a request to the coordinator gave no outcome: its fault, or the send's failure.</summary>
+    internal static string DescribeFault(CoordinatorId coordinator, Exception e) => e is RequestFaultException fault
+        ? $"coordinator {coordinator} faulted on the request ({string.Join("; ", fault.Fault?.Exceptions.Select(x => x.Message) ?? [fault.Message])}): the outcome is unknown, ask again"
+        : $"the request to coordinator {coordinator} failed ({e.GetType().Name}: {e.Message}): it may have left, the outcome is unknown, ask again";
 
     internal IRequestClient<T> Request<T>(TimeSpan timeout)
         where T : class =>

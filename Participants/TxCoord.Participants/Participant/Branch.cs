@@ -104,6 +104,27 @@ internal sealed class BranchRegistry
     }
 
     /// <summary>
+    /// Takes the lock of <paramref name="branch"/> only if it is free now and the branch is still in
+    /// memory; never waits. The caller releases it when true.
+    /// </summary>
+    public bool TryAcquire(Branch branch)
+    {
+        if (!branch.Lock.Wait(0))
+        {
+            return false;
+        }
+
+        if (!branch.Removed)
+        {
+            return true;
+        }
+
+        _branches.TryRemove(new KeyValuePair<BranchGid, Branch>(branch.Gid, branch));
+        branch.Lock.Release();
+        return false;
+    }
+
+    /// <summary>
     /// Marks the branch to leave memory when its lock is released. Call under its lock. The
     /// entry stays in the registry until <see cref="Release"/>, so an operation that arrives
     /// meanwhile waits for this one to finish instead of running beside it on a fresh entry.

@@ -66,7 +66,9 @@ public sealed class TxCoordParticipantOptions
     /// <summary>
     /// While a coordinator does not answer outcome questions, it is asked again after
     /// <see cref="ResolveInterval"/>, then after twice that, and so on up to this interval; its
-    /// branches stay prepared and are reported blocked meanwhile.
+    /// branches stay prepared and are reported blocked meanwhile. It also bounds the wait before a
+    /// prepared branch whose resolution failed (the coordinator faulted on the question, the
+    /// database refused the commit) is tried again: from <see cref="ResolveInterval"/>, doubling.
     /// </summary>
     public TimeSpan CoordinatorRetryMaxInterval { get; set; } = DefaultCoordinatorRetryMaxInterval;
 

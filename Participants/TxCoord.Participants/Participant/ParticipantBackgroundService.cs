@@ -31,15 +31,33 @@ internal sealed class ParticipantBackgroundService(
 
     private async Task RunAsync(ParticipantRuntime participant, CancellationToken cancellationToken)
     {
-        // The first pass resolves everything an earlier run left prepared, whatever its age.
-        var minimumAge = TimeSpan.Zero;
+        // Every pass, the first after a restart included, asks only about branches prepared at least
+        // DecisionTimeout ago. The age is PostgreSQL's (pg_prepared_xacts.prepared), so it survives
+        // the restart: what an earlier run left prepared long ago is asked about at once, but a branch
+        // prepared a moment ago (early prepare: its initiator's commit request may be on its way) is
+        // not presumed aborted before its decision had time to come.
+        var minimumAge = participant.Options.DecisionTimeout;
         while (!cancellationToken.IsCancellationRequested)
         {
+            // Expiry and resolution each on their own: a failure of one never skips the other.
+            // Expiry never waits on a running work handler (it only tries a branch's lock), so
+            // prepared branches are resolved even while handlers wait on their rows.
             try
             {
                 await participant.ExpireBranchesAsync(cancellationToken);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                Log.BackgroundPassFailed(logger, e, participant.Id.Value);
+            }
+
+            try
+            {
                 await participant.ResolvePreparedAsync(services.GetRequiredService<IClientFactory>(), minimumAge, cancellationToken);
-                minimumAge = participant.Options.DecisionTimeout;
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {

@@ -368,7 +368,7 @@ internal sealed partial class ParticipantRuntime
         if (branch.Phase == BranchPhase.Working)
         {
             Log.Fenced(_logger, gid.Transaction, Id.Value, asker.Value);
-            await RollBackWorkingAsync(branch, $"participant {asker} asked during termination before this branch voted: fenced", cancellationToken);
+            await RollBackWorkingAsync(branch, $"participant {asker} asked during termination before this branch voted: fenced", cancellationToken, forced: true);
             return BranchState.Aborted;
         }
 
@@ -381,7 +381,7 @@ internal sealed partial class ParticipantRuntime
                 return BranchState.Aborted;
             case BranchStatus.Unknown:
                 Log.Fenced(_logger, gid.Transaction, Id.Value, asker.Value);
-                await Store.RecordAbortedAsync(gid, cancellationToken);
+                await Store.RecordAbortedAsync(gid, cancellationToken, forced: true);
                 return BranchState.Aborted;
             default:
                 return null;

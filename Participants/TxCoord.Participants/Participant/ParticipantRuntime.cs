@@ -37,6 +37,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
     /// </summary>
     private readonly NpgsqlDataSource _branchDataSource;
     private readonly CoordinatorBackoff _coordinatorBackoff;
+    private readonly RetryBackoff<BranchGid> _branchBackoff;
     private readonly HashSet<BranchGid> _reportedForeign = [];
 
     public ParticipantRuntime(TxCoordParticipantOptions options, IServiceProvider services, TimeProvider time, ILogger<ParticipantRuntime> logger)
@@ -52,6 +53,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         Store = new BranchStore(_dataSource);
         _initialized = new Lazy<Task>(InitializeStoresAsync);
         _coordinatorBackoff = new CoordinatorBackoff(options.ResolveInterval, options.CoordinatorRetryMaxInterval, time);
+        _branchBackoff = new RetryBackoff<BranchGid>(options.ResolveInterval, options.CoordinatorRetryMaxInterval, time);
     }
 
     public ParticipantId Id { get; }
@@ -65,6 +67,12 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
 
     /// <summary>Prepared branches that could not learn their outcome on the last pass (blocked on the coordinator).</summary>
     public int BlockedBranches { get; private set; }
+
+    /// <summary>Prepared branches whose last resolution attempt failed (a coordinator fault, a database error); each retries after its back-off.</summary>
+    public int FailingBranches { get; private set; }
+
+    /// <summary>When the last resolution pass ended (null before the first): a loop that stops passing shows here.</summary>
+    public DateTimeOffset? LastResolutionPass { get; private set; }
 
     /// <summary>Creates the schema and checks the server; every handler waits for it.</summary>
     public Task InitializeAsync() => _initialized.Value;
@@ -130,6 +138,16 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
     private const string WorkStoppedReason =
         "the work handler was stopped half-way (its delivery was given up: the broker's consumer timeout, a lost channel or a shutdown); the branch rolled back";
 
+    private const string HandlerPastDeadlineReason =
+        "branch timeout: the work handler still ran at the branch's deadline and was cancelled; the branch rolled back";
+
+    /// <summary>The delay until <paramref name="deadline"/>, 0 when it has passed, at most what a timer takes.</summary>
+    private TimeSpan DelayUntil(DateTimeOffset deadline)
+    {
+        var delay = deadline - _time.GetUtcNow();
+        return delay <= TimeSpan.Zero ? TimeSpan.Zero : TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds, int.MaxValue));
+    }
+
     private async Task<string?> RunWorkAsync<TMessage>(
         Branch branch, TimeSpan timeout, int sequence, TMessage message, WorkHandler<TMessage> handler, CancellationToken cancellationToken)
         where TMessage : class
@@ -190,11 +208,22 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
             Log.BranchStarted(_logger, gid.Transaction, Id.Value, gid.Value);
         }
 
+        // The branch's deadline bounds its handlers too: one still running then (a statement waiting
+        // on a row lock, perhaps of a prepared branch whose decision is late) is cancelled, and the
+        // branch rolls back as an idle expired one would. The background loop only tries an
+        // expired branch's lock, so it never waits on a handler either way.
+        using var deadline = new CancellationTokenSource(DelayUntil(branch.Deadline), _time);
+        using var handlerCancellation = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
         WorkResult result;
         try
         {
             var context = new BranchContext(gid.Transaction, Id, branch.Connection!, branch.Transaction!, branch.Scope!.Value.ServiceProvider);
-            result = await handler(context, message, cancellationToken);
+            result = await handler(context, message, handlerCancellation.Token);
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            Log.WorkCancelledAtDeadline(_logger, gid.Transaction, Id.Value);
+            result = WorkResult.Refuse(HandlerPastDeadlineReason);
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
@@ -549,16 +578,26 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         }
     }
 
-    /// <summary>Rolls back the working branches whose timeout passed: their initiator or coordinator is gone.</summary>
+    /// <summary>
+    /// Rolls back the working branches whose timeout passed: their initiator or coordinator is gone.
+    /// Never waits on a running work handler: a branch whose lock is taken is left for the next pass
+    /// (its handler is cancelled at the deadline and rolls the branch back itself). Waiting would hold
+    /// the resolution of prepared branches, which runs after this in the same loop, behind a handler
+    /// that may be waiting on a row lock of one of them: a cycle.
+    /// </summary>
     internal async Task ExpireBranchesAsync(CancellationToken cancellationToken)
     {
         var now = _time.GetUtcNow();
-        foreach (var candidate in _branches.Expired(now))
+        foreach (var branch in _branches.Expired(now))
         {
-            var branch = await _branches.AcquireAsync(candidate.Gid, cancellationToken);
+            if (!_branches.TryAcquire(branch))
+            {
+                continue;
+            }
+
             try
             {
-                if (branch == candidate && branch.Phase == BranchPhase.Working && branch.Deadline <= now)
+                if (branch.Phase == BranchPhase.Working && branch.Deadline <= now)
                 {
                     Log.BranchTimedOut(_logger, branch.Gid.Transaction, Id.Value);
                     await RollBackWorkingAsync(branch, "branch timeout: no Prepare arrived in time", cancellationToken);
@@ -579,7 +618,11 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
     /// Finishes this participant's prepared branches whose decision did not arrive: asks each one's
     /// coordinator, commits or rolls back as told, and leaves the branch prepared (and counts it as
     /// blocked) when the coordinator does not answer or has not decided. In 2PC a participant that
-    /// voted Yes never decides alone.
+    /// voted Yes never decides alone. Each branch is handled on its own: one that fails (its
+    /// coordinator faults on the question, its database refuses the commit) is logged, retried after
+    /// its own back-off (doubling from <see cref="TxCoordParticipantOptions.ResolveInterval"/> up to
+    /// <see cref="TxCoordParticipantOptions.CoordinatorRetryMaxInterval"/>) and counted in
+    /// <see cref="FailingBranches"/>, and the pass goes on with the others.
     /// </summary>
     internal async Task ResolvePreparedAsync(IClientFactory clients, TimeSpan minimumAge, CancellationToken cancellationToken)
     {
@@ -588,81 +631,93 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         var blocked = 0;
         foreach (var branch in prepared)
         {
-            if (branch.Age < minimumAge)
+            if (branch.Age < minimumAge || !_branchBackoff.MayAsk(branch.Gid))
             {
                 continue;
             }
 
-            var gid = branch.Gid;
-            if (!_options.Serves(gid.Coordinator))
-            {
-                if (_reportedForeign.Add(gid))
-                {
-                    Log.NotServedLeftAlone(_logger, gid.Transaction, Id.Value, gid.Value, gid.Coordinator.Value);
-                }
-
-                continue;
-            }
-
-            if (!_coordinatorBackoff.MayAsk(gid.Coordinator))
-            {
-                if (await TerminateAsync(clients, branch, coordinatorAnswered: false, cancellationToken) == TerminationResult.Blocked)
-                {
-                    blocked++;
-                }
-
-                continue;
-            }
-
-            TransactionOutcome outcome;
             try
             {
-                var client = clients.CreateRequestClient<GetTransactionOutcome>(
-                    TxCoordQueues.CoordinatorAddress(gid.Coordinator), RequestTimeout.After(ms: (int)_options.OutcomeQueryTimeout.TotalMilliseconds));
-                var response = await client.GetResponse<TransactionOutcomeReported>(
-                    new GetTransactionOutcome { TransactionId = gid.Transaction, Participant = Id }, cancellationToken);
-                outcome = response.Message.Outcome;
-                _coordinatorBackoff.Answered(gid.Coordinator);
-            }
-            catch (RequestTimeoutException)
-            {
-                var retryIn = _coordinatorBackoff.Failed(gid.Coordinator);
-                Log.CoordinatorBackoff(_logger, gid.Transaction, Id.Value, gid.Coordinator.Value, retryIn);
-                if (await TerminateAsync(clients, branch, coordinatorAnswered: false, cancellationToken) == TerminationResult.Blocked)
+                if (await ResolveAsync(clients, branch, cancellationToken) == TerminationResult.Blocked)
                 {
                     blocked++;
-                    Log.Blocked(_logger, gid.Transaction, Id.Value, gid.Coordinator.Value, branch.Age);
                 }
 
-                continue;
+                _branchBackoff.Answered(branch.Gid);
             }
-
-            switch (outcome)
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
-                case TransactionOutcome.Committed:
-                    await CommitAsync(gid, cancellationToken);
-                    CrashPoint.Hit(CrashPoints.ParticipantResolution);
-                    break;
-                case TransactionOutcome.Aborted:
-                    await AbortAsync(gid, "the coordinator reports the transaction aborted", cancellationToken);
-                    CrashPoint.Hit(CrashPoints.ParticipantResolution);
-                    break;
-                default:
-                    Log.StillPending(_logger, gid.Transaction, Id.Value, branch.Age);
-                    if (await TerminateAsync(clients, branch, coordinatorAnswered: true, cancellationToken) == TerminationResult.Blocked)
-                    {
-                        blocked++;
-                    }
-
-                    break;
+                var retryIn = _branchBackoff.Failed(branch.Gid);
+                Log.BranchResolutionFailed(_logger, e, branch.Gid.Transaction, Id.Value, retryIn);
             }
         }
 
+        _branchBackoff.Retain(prepared.Select(p => p.Gid).ToHashSet());
         await TidyTerminationsAsync(prepared, cancellationToken);
         BlockedBranches = blocked;
+        FailingBranches = _branchBackoff.Failing;
+        LastResolutionPass = _time.GetUtcNow();
     }
 
-    private async Task RollBackWorkingAsync(Branch branch, string reason, CancellationToken cancellationToken)
+    /// <summary>One prepared branch of a resolution pass: Blocked when it stays prepared, stuck.</summary>
+    private async Task<TerminationResult> ResolveAsync(IClientFactory clients, PreparedBranch branch, CancellationToken cancellationToken)
+    {
+        var gid = branch.Gid;
+        if (!_options.Serves(gid.Coordinator))
+        {
+            if (_reportedForeign.Add(gid))
+            {
+                Log.NotServedLeftAlone(_logger, gid.Transaction, Id.Value, gid.Value, gid.Coordinator.Value);
+            }
+
+            return TerminationResult.InProgress;
+        }
+
+        if (!_coordinatorBackoff.MayAsk(gid.Coordinator))
+        {
+            return await TerminateAsync(clients, branch, coordinatorAnswered: false, cancellationToken);
+        }
+
+        TransactionOutcome outcome;
+        try
+        {
+            var client = clients.CreateRequestClient<GetTransactionOutcome>(
+                TxCoordQueues.CoordinatorAddress(gid.Coordinator), RequestTimeout.After(ms: (int)_options.OutcomeQueryTimeout.TotalMilliseconds));
+            var response = await client.GetResponse<TransactionOutcomeReported>(
+                new GetTransactionOutcome { TransactionId = gid.Transaction, Participant = Id }, cancellationToken);
+            outcome = response.Message.Outcome;
+            _coordinatorBackoff.Answered(gid.Coordinator);
+        }
+        catch (RequestTimeoutException)
+        {
+            var retryIn = _coordinatorBackoff.Failed(gid.Coordinator);
+            Log.CoordinatorBackoff(_logger, gid.Transaction, Id.Value, gid.Coordinator.Value, retryIn);
+            var result = await TerminateAsync(clients, branch, coordinatorAnswered: false, cancellationToken);
+            if (result == TerminationResult.Blocked)
+            {
+                Log.Blocked(_logger, gid.Transaction, Id.Value, gid.Coordinator.Value, branch.Age);
+            }
+
+            return result;
+        }
+
+        switch (outcome)
+        {
+            case TransactionOutcome.Committed:
+                await CommitAsync(gid, cancellationToken);
+                CrashPoint.Hit(CrashPoints.ParticipantResolution);
+                return TerminationResult.Finished;
+            case TransactionOutcome.Aborted:
+                await AbortAsync(gid, "the coordinator reports the transaction aborted", cancellationToken);
+                CrashPoint.Hit(CrashPoints.ParticipantResolution);
+                return TerminationResult.Finished;
+            default:
+                Log.StillPending(_logger, gid.Transaction, Id.Value, branch.Age);
+                return await TerminateAsync(clients, branch, coordinatorAnswered: true, cancellationToken);
+        }
+    }
+
+    private async Task RollBackWorkingAsync(Branch branch, string reason, CancellationToken cancellationToken, bool forced = false)
     {
         try
         {
@@ -686,7 +741,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
             _branches.Remove(branch);
         }
 
-        await Store.RecordAbortedAsync(branch.Gid, cancellationToken);
+        await Store.RecordAbortedAsync(branch.Gid, cancellationToken, forced);
         Log.Aborted(_logger, branch.Gid.Transaction, Id.Value, reason);
     }
 

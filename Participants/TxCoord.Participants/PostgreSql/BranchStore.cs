@@ -66,17 +66,41 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
         );
         """;
 
-    private const string StatusSql = """
+    // The status read is two statements, pg_prepared_xacts first, then the markers: at READ
+    // COMMITTED each statement takes its own snapshot, so the markers are read with a snapshot
+    // taken after the GID was looked for. COMMIT PREPARED makes the branch visible before it drops
+    // the GID, so a branch gone from pg_prepared_xacts shows its marker to the second statement.
+    // In one statement (one snapshot taken before the live pg_prepared_xacts read) a COMMIT
+    // PREPARED in between hid both, and the branch read Unknown: termination fenced it and
+    // answered Aborted while it had committed. Both statements go in one batch: one round trip.
+    private const string StatusPreparedSql =
+        "SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = @Gid AND database = current_database())";
+
+    private const string StatusMarkersSql = """
         SELECT (SELECT outcome FROM txcoord.branch_outcomes WHERE gid = @Gid) AS outcome,
-               EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = @Gid AND database = current_database()) AS prepared,
                EXISTS (SELECT 1 FROM txcoord.branch_readonly WHERE gid = @Gid) AS read_only
         """;
+
+    /// <summary>Test seam: when set in the caller's flow, the status read's two statements run as two round trips with this between them.</summary>
+    internal static readonly AsyncLocal<Func<Task>?> BetweenStatusReads = new();
 
     // One round trip: BEGIN, the settings, the insert and COMMIT go out as one batch. The lock
     // timeout guards against a prepared branch of the same GID holding the key.
     private const string InsertAbortedSql = """
         BEGIN;
         SET LOCAL synchronous_commit TO off;
+        SET LOCAL lock_timeout TO '5s';
+        INSERT INTO txcoord.branch_outcomes (gid, transaction_id, outcome) VALUES (@Gid, @TransactionId, 'aborted')
+        ON CONFLICT (gid) DO NOTHING;
+        COMMIT;
+        """;
+
+    // The fence a peer is told about ("Aborted" to a termination question): forced before the
+    // answer leaves, or a crash of this server could lose it and, under early prepare, the late
+    // work could still prepare and vote Yes after its peer was told this branch aborted.
+    private const string InsertAbortedForcedSql = """
+        BEGIN;
+        SET LOCAL synchronous_commit TO on;
         SET LOCAL lock_timeout TO '5s';
         INSERT INTO txcoord.branch_outcomes (gid, transaction_id, outcome) VALUES (@Gid, @TransactionId, 'aborted')
         ON CONFLICT (gid) DO NOTHING;
@@ -127,8 +151,34 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
     /// </summary>
     public static async Task<BranchStatus> GetStatusAsync(NpgsqlConnection connection, BranchGid gid, CancellationToken cancellationToken)
     {
-        var row = await connection.QuerySingleAsync<(string? Outcome, bool Prepared, bool ReadOnly)>(
-            new CommandDefinition(StatusSql, new { Gid = gid.Value }, cancellationToken: cancellationToken));
+        (string? Outcome, bool Prepared, bool ReadOnly) row;
+        if (BetweenStatusReads.Value is { } between)
+        {
+            var prepared = await connection.ExecuteScalarAsync<bool>(
+                new CommandDefinition(StatusPreparedSql, new { Gid = gid.Value }, cancellationToken: cancellationToken));
+            await between();
+            var markers = await connection.QuerySingleAsync<(string? Outcome, bool ReadOnly)>(
+                new CommandDefinition(StatusMarkersSql, new { Gid = gid.Value }, cancellationToken: cancellationToken));
+            row = (markers.Outcome, prepared, markers.ReadOnly);
+        }
+        else
+        {
+            await using var batch = new NpgsqlBatch(connection)
+            {
+                BatchCommands =
+                {
+                    new NpgsqlBatchCommand(StatusPreparedSql) { Parameters = { new NpgsqlParameter("Gid", gid.Value) } },
+                    new NpgsqlBatchCommand(StatusMarkersSql) { Parameters = { new NpgsqlParameter("Gid", gid.Value) } },
+                },
+            };
+            await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+            await reader.ReadAsync(cancellationToken);
+            var prepared = reader.GetBoolean(0);
+            await reader.NextResultAsync(cancellationToken);
+            await reader.ReadAsync(cancellationToken);
+            row = (reader.IsDBNull(0) ? null : reader.GetString(0), prepared, reader.GetBoolean(1));
+        }
+
         return row switch
         {
             { Prepared: true } => BranchStatus.Prepared,
@@ -140,15 +190,17 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
     }
 
     /// <summary>
-    /// Records that <paramref name="gid"/> aborted, so no late branch of it can prepare. Unforced.
-    /// One round trip; when a statement fails, the rest of the batch (its COMMIT included) is
-    /// skipped and the connection's return to the pool rolls the transaction back.
+    /// Records that <paramref name="gid"/> aborted, so no late branch of it can prepare. Unforced
+    /// unless <paramref name="forced"/>: an abort the participant decided alone may be lost in a
+    /// crash (the coordinator then presumes abort anyway), but a fence someone is told about must
+    /// not be. One round trip; when a statement fails, the rest of the batch (its COMMIT included)
+    /// is skipped and the connection's return to the pool rolls the transaction back.
     /// </summary>
-    public async Task RecordAbortedAsync(BranchGid gid, CancellationToken cancellationToken)
+    public async Task RecordAbortedAsync(BranchGid gid, CancellationToken cancellationToken, bool forced = false)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await connection.ExecuteAsync(new CommandDefinition(
-            InsertAbortedSql, new { Gid = gid.Value, TransactionId = gid.Transaction.Value }, cancellationToken: cancellationToken));
+            forced ? InsertAbortedForcedSql : InsertAbortedSql, new { Gid = gid.Value, TransactionId = gid.Transaction.Value }, cancellationToken: cancellationToken));
     }
 
     /// <summary>
@@ -168,6 +220,9 @@ internal sealed class BranchStore(NpgsqlDataSource dataSource)
             batch.BatchCommands.Add(new NpgsqlBatchCommand(WroteSql));
         }
 
+        // Pinned whatever the role's default: under 'local' or 'off' the PREPARE (the Yes vote) is
+        // acknowledged before a synchronous standby has it, and a failover loses it.
+        batch.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL synchronous_commit TO on"));
         batch.BatchCommands.Add(new NpgsqlBatchCommand(InsertCommittedMarkerSql)
         {
             Parameters = { new NpgsqlParameter("Gid", gid.Value), new NpgsqlParameter("TransactionId", gid.Transaction.Value) },

@@ -5,6 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using TxCoord.Contracts;
 using TxCoord.Participants;
+using TxCoord.Participants.EntityFrameworkCore;
 
 namespace TxCoord.Tests.Integration.Infrastructure;
 
@@ -86,7 +87,7 @@ internal static class OrdersParticipant
         KeyValueParticipant.Configure(options);
         options.Handle<PlaceOrder>(async (branch, order, cancellationToken) =>
         {
-            var db = branch.Services.GetRequiredService<OrdersDb>();
+            var db = await branch.GetDbContextAsync<OrdersDb>(cancellationToken);
             db.Orders.Add(new Order { Id = order.OrderId, Item = order.Item });
             await db.SaveChangesAsync(cancellationToken);
             return WorkResult.Success;

@@ -17,9 +17,11 @@ internal sealed class ProbeCoordinator : IAsyncDisposable
     private readonly IHost _host;
     private readonly List<object> _replies;
 
-    private ProbeCoordinator(IHost host, CoordinatorId id, ConcurrentDictionary<TransactionId, TransactionOutcome> outcomes, List<object> replies)
+    private ProbeCoordinator(
+        IHost host, CoordinatorId id, ConcurrentDictionary<TransactionId, TransactionOutcome> outcomes, ConcurrentDictionary<TransactionId, string> faults, List<object> replies)
     {
         _host = host;
+        Faults = faults;
         Id = id;
         Outcomes = outcomes;
         _replies = replies;
@@ -30,6 +32,9 @@ internal sealed class ProbeCoordinator : IAsyncDisposable
     /// <summary>What the probe answers to GetTransactionOutcome; transactions not listed are Pending.</summary>
     public ConcurrentDictionary<TransactionId, TransactionOutcome> Outcomes { get; }
 
+    /// <summary>Transactions whose outcome question the probe faults on (its handler throws this message), as a coordinator whose journal fails would.</summary>
+    public ConcurrentDictionary<TransactionId, string> Faults { get; }
+
 
     public ITransactionInitiator Initiator => _host.Services.GetRequiredService<ITransactionInitiator>();
 
@@ -37,6 +42,7 @@ internal sealed class ProbeCoordinator : IAsyncDisposable
     {
         var id = new CoordinatorId($"probe-{Guid.NewGuid():N}"[..20]);
         var outcomes = new ConcurrentDictionary<TransactionId, TransactionOutcome>();
+        var faults = new ConcurrentDictionary<TransactionId, string>();
         var replies = new List<object>();
         var host = await cluster.StartProbeAsync(
             (cfg, _) => cfg.ReceiveEndpoint(TxCoordQueues.Coordinator(id), e =>
@@ -47,18 +53,20 @@ internal sealed class ProbeCoordinator : IAsyncDisposable
                 e.Handler<BranchesVoted>(c => Record(replies, c.Message));
                 e.Handler<BranchesPreCommitted>(c => Record(replies, c.Message));
                 e.Handler<BranchAborted>(c => Record(replies, c.Message));
-                e.Handler<GetTransactionOutcome>(c => c.RespondAsync(new TransactionOutcomeReported
-                {
-                    TransactionId = c.Message.TransactionId,
-                    Outcome = outcomes.TryGetValue(c.Message.TransactionId, out var o) ? o : TransactionOutcome.Pending,
-                }));
+                e.Handler<GetTransactionOutcome>(c => faults.TryGetValue(c.Message.TransactionId, out var fault)
+                    ? throw new InvalidOperationException(fault)
+                    : c.RespondAsync(new TransactionOutcomeReported
+                    {
+                        TransactionId = c.Message.TransactionId,
+                        Outcome = outcomes.TryGetValue(c.Message.TransactionId, out var o) ? o : TransactionOutcome.Pending,
+                    }));
             }),
             services => services.AddTxCoordInitiator(o =>
             {
                 o.CoordinatorId = id.Value;
                 o.CommitTimeout = TimeSpan.FromSeconds(2);
             }));
-        return new ProbeCoordinator(host, id, outcomes, replies);
+        return new ProbeCoordinator(host, id, outcomes, faults, replies);
     }
 
     public async Task SendAsync<T>(string participant, T message)

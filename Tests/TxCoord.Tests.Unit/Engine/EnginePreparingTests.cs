@@ -47,9 +47,23 @@ public sealed class EnginePreparingTests
     }
 
     [Test]
-    public void AllReadOnly_CommitsWithoutForcedWriteRepliesCommittedAndRecordsTheEnd()
+    public void AllReadOnly_ForcesTheDecisionBeforeReplyingCommitted()
     {
+        // The initiator told Committed may ask GetOutcome later: a row written unforced and lost in
+        // a crash of the journal's server would be answered Aborted by presumption.
         var transition = Begin(A, B).Apply(ReadOnly(A)).Apply(ReadOnly(B));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(transition.State.Phase, Is.EqualTo(TransactionPhase.Deciding));
+            Assert.That(transition.Effects, Is.EqualTo(new TransactionEffect[] { new ForceCommitDecision() }));
+        });
+    }
+
+    [Test]
+    public void AllReadOnly_DecisionDurable_RepliesCommittedAndRecordsTheEnd_SendingNothing()
+    {
+        var transition = Begin(A, B).Apply(ReadOnly(A)).Apply(ReadOnly(B)).Apply(new DecisionDurable());
 
         Assert.Multiple(() =>
         {

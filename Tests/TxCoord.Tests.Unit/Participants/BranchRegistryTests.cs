@@ -31,4 +31,26 @@ public sealed class BranchRegistryTests
         registry.Release(first);
         registry.Release(second);
     }
+
+    [Test]
+    public async Task TryAcquire_NeverWaits_FailsWhileTheLockIsHeld_AndOnABranchThatLeftMemory()
+    {
+        var registry = new BranchRegistry();
+        var gid = BranchGid.Create(new CoordinatorId("c1"), Tx, Bank);
+        var branch = await registry.AcquireAsync(gid, CancellationToken.None);
+
+        Assert.That(registry.TryAcquire(branch), Is.False, "held by a running operation");
+        registry.Remove(branch);
+        registry.Release(branch);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(registry.TryAcquire(branch), Is.False, "removed: a fresh entry stands for the GID now");
+            Assert.That(registry.Count, Is.Zero);
+        });
+        var fresh = await registry.AcquireAsync(gid, CancellationToken.None);
+        registry.Release(fresh);
+        Assert.That(registry.TryAcquire(fresh), Is.True);
+        registry.Release(fresh);
+    }
 }

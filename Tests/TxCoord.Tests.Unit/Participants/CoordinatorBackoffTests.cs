@@ -36,4 +36,23 @@ public sealed class CoordinatorBackoffTests
         Assert.That(backoff.MayAsk(Down), Is.True);
         Assert.That(backoff.Failed(Down), Is.EqualTo(TimeSpan.FromSeconds(1)));
     }
+
+    [Test]
+    public void BranchBackoff_CountsTheFailingKeys_AndForgetsThoseNoLongerKept()
+    {
+        var time = new FakeTimeProvider();
+        var backoff = new RetryBackoff<string>(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(5), time);
+        backoff.Failed("a");
+        backoff.Failed("b");
+        Assert.That(backoff.Failing, Is.EqualTo(2));
+
+        backoff.Answered("a");
+        Assert.That(backoff.Failing, Is.EqualTo(1));
+        backoff.Retain(new HashSet<string> { "a" });
+        Assert.Multiple(() =>
+        {
+            Assert.That(backoff.Failing, Is.Zero, "b is no longer prepared: forgotten");
+            Assert.That(backoff.MayAsk("b"), Is.True);
+        });
+    }
 }
