@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.EntityFrameworkCore;
 using TxCoord.Participants;
 using TxCoord.Participants.EntityFrameworkCore;
+using TxCoord.Samples.Orders;
 using TxCoord.Tests.Integration.Infrastructure;
 
 namespace TxCoord.Tests.Integration;
@@ -25,16 +26,16 @@ public sealed class BranchServicesTests
     {
         _cluster = await TxCoordCluster.StartAsync(new ClusterOptions
         {
-            Handlers = OrdersParticipant.Configure,
+            Handlers = OrdersTestParticipant.Configure,
             ParticipantServices = (services, _, connectionString) =>
             {
-                OrdersParticipant.AddServices(services, connectionString);
+                OrdersTestParticipant.AddServices(services, connectionString);
                 services.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(_logs);
             },
         });
         foreach (var database in _cluster.ParticipantDatabases.Values)
         {
-            await OrdersParticipant.CreateSchemaAsync(database);
+            await OrdersTestParticipant.CreateSchemaAsync(database);
         }
     }
 
@@ -59,7 +60,7 @@ public sealed class BranchServicesTests
 
         Assert.That(result.Outcome, Is.EqualTo(CommitOutcome.Aborted), result.Reason);
         await Eventually.WaitForAsync(() => _cluster.CountPreparedAsync(), n => n == 0, TimeSpan.FromSeconds(15), "the branches to finish");
-        Assert.That(await OrdersParticipant.ReadAsync(_cluster.ParticipantDatabases[Orders], orderId), Is.Null,
+        Assert.That(await OrdersTestParticipant.ReadAsync(_cluster.ParticipantDatabases[Orders], orderId), Is.Null,
             "the order was written through EF Core in a transaction that aborted");
     }
 
@@ -74,7 +75,7 @@ public sealed class BranchServicesTests
         var result = await tx.CommitAsync();
 
         Assert.That(result.Outcome, Is.EqualTo(CommitOutcome.Committed), result.Reason);
-        await Eventually.WaitForAsync(() => OrdersParticipant.ReadAsync(_cluster.ParticipantDatabases[Orders], orderId), v => v == "pen",
+        await Eventually.WaitForAsync(() => OrdersTestParticipant.ReadAsync(_cluster.ParticipantDatabases[Orders], orderId), v => v == "pen",
             TimeSpan.FromSeconds(15), "the order to commit");
         Assert.That(await KeyValueParticipant.ReadAsync(_cluster.ParticipantDatabases[Other], $"k-{orderId}"), Is.EqualTo("v"));
         Assert.That(_logs.For(SuccessWroteNothingEventId, tx.Id), Is.Empty, "the order was written on the branch: nothing to warn about");
@@ -91,8 +92,8 @@ public sealed class BranchServicesTests
             Assert.That(work.Succeeded, Is.True, work.Reason);
         }
 
-        var first = OrdersParticipant.Scopes[committed.Id].ToArray();
-        var second = OrdersParticipant.Scopes[aborted.Id].ToArray();
+        var first = OrdersTestParticipant.Scopes[committed.Id].ToArray();
+        var second = OrdersTestParticipant.Scopes[aborted.Id].ToArray();
         Assert.Multiple(() =>
         {
             Assert.That(first, Has.Length.EqualTo(2));

@@ -5,38 +5,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using TxCoord.Contracts;
 using TxCoord.Participants;
-using TxCoord.Participants.EntityFrameworkCore;
+using TxCoord.Samples.Orders;
 
 namespace TxCoord.Tests.Integration.Infrastructure;
-
-/// <summary>An order, written with EF Core by the test participants' <see cref="PlaceOrder"/> handler.</summary>
-public sealed class Order
-{
-    public Guid Id { get; set; }
-
-    public string Item { get; set; } = "";
-}
-
-/// <summary>An application's own DbContext, registered with <c>AddDbContext</c> as a new user would.</summary>
-public sealed class OrdersDb(DbContextOptions<OrdersDb> options) : DbContext(options)
-{
-    public DbSet<Order> Orders => Set<Order>();
-
-    protected override void OnModelCreating(ModelBuilder modelBuilder) =>
-        modelBuilder.Entity<Order>(e =>
-        {
-            e.ToTable("orders");
-            e.Property(o => o.Id).HasColumnName("id");
-            e.Property(o => o.Item).HasColumnName("item");
-        });
-}
-
-/// <summary>Work: place an order through EF Core, on the branch.</summary>
-public sealed record PlaceOrder
-{
-    public required Guid OrderId { get; init; }
-    public required string Item { get; init; }
-}
 
 /// <summary>Work: place an order through a DbContext taken from <see cref="IBranchContext.Services"/> as it is, not bound to the branch.</summary>
 public sealed record PlaceOrderUnbound
@@ -65,7 +36,7 @@ public sealed class BranchScoped : IAsyncDisposable
 }
 
 /// <summary>The EF Core test participant: its schema, services and handlers.</summary>
-internal static class OrdersParticipant
+internal static class OrdersTestParticipant
 {
     /// <summary>The <see cref="BranchScoped"/> instances each transaction's works saw, in order.</summary>
     public static ConcurrentDictionary<TransactionId, ConcurrentQueue<BranchScoped>> Scopes { get; } = new();
@@ -73,7 +44,7 @@ internal static class OrdersParticipant
     public static async Task CreateSchemaAsync(string connectionString)
     {
         await using var connection = new NpgsqlConnection(connectionString);
-        await connection.ExecuteAsync("CREATE TABLE IF NOT EXISTS orders (id uuid PRIMARY KEY, item text NOT NULL)");
+        await connection.ExecuteAsync(OrdersDb.CreateTableSql);
     }
 
     public static void AddServices(IServiceCollection services, string connectionString)
@@ -85,13 +56,8 @@ internal static class OrdersParticipant
     public static void Configure(TxCoordParticipantOptions options)
     {
         KeyValueParticipant.Configure(options);
-        options.Handle<PlaceOrder>(async (branch, order, cancellationToken) =>
-        {
-            var db = await branch.GetDbContextAsync<OrdersDb>(cancellationToken);
-            db.Orders.Add(new Order { Id = order.OrderId, Item = order.Item });
-            await db.SaveChangesAsync(cancellationToken);
-            return WorkResult.Success;
-        });
+        // The sample's own handler: EF Core bound to the branch (samples/Orders).
+        options.HandleOrdersWork();
         options.Handle<PlaceOrderUnbound>(async (branch, order, cancellationToken) =>
         {
             var db = branch.Services.GetRequiredService<OrdersDb>();
