@@ -284,6 +284,36 @@ public sealed class RecoveryToolTests
     }
 
     [Test]
+    public async Task CR13_ForceAbortOfAnUndecidedTransaction_RefusedBesideALiveCoordinatorWithoutEvenIfLive_AndRecordsTheAbortInTheJournalFirst()
+    {
+        // The coordinator died before deciding; bank A's branch and bank B's are prepared; the
+        // journal has no row. A forced abort of A's branch must make the abort the journal's
+        // decision first, or the coordinator (it knows the transaction as long as it runs) could
+        // still decide commit for B: and beside a running coordinator it needs the operator to say so.
+        await using var system = await BankSystem.CreateAsync();
+        var records = await InDoubt.CreateAsync(system, decided: 0);
+        var undecided = records[^1].TransactionId!.Value;
+        var gid = BranchGid.Create(new CoordinatorId(system.CoordinatorId), undecided, new ParticipantId(system.BankA)).Value;
+        await system.StartAsync(Role.Coordinator);
+
+        var refused = await RecoverTool.RunAsync(["force", "abort", gid, "--reason", "stuck", "--yes-i-know", .. RecoverTool.Settings(system)]);
+        Assert.That(refused.ExitCode, Is.EqualTo(2), refused.ToString());
+        Assert.That(refused.Error, Does.Contain("is running").And.Contain("--even-if-live"), refused.ToString());
+        Assert.That(await BankSystem.PreparedGidsAsync(system.BankADataSource), Does.Contain(gid), "refused: nothing rolled back");
+        Assert.That(await system.JournalStateAsync(undecided), Is.Null, "refused: nothing recorded");
+
+        var forced = await RecoverTool.RunAsync(["force", "abort", gid, "--reason", "stuck", "--yes-i-know", "--even-if-live", "--json", .. RecoverTool.Settings(system)]);
+        Assert.That(forced.ExitCode, Is.EqualTo(0), forced.ToString());
+        Assert.That(await system.JournalStateAsync(undecided), Is.EqualTo("aborted"), "the abort is the journal's decision before the rollback");
+        Assert.That(await BankSystem.PreparedGidsAsync(system.BankADataSource), Does.Not.Contain(gid));
+
+        // Bank B follows the journal's abort when it comes back; the ledger stays whole.
+        await system.StartAsync(Role.BankA);
+        await system.StartAsync(Role.BankB);
+        await system.AssertConvergedAsync(records);
+    }
+
+    [Test]
     public async Task Errors_UnreachableDatabaseWrongCredentialsAndARoleThatMayNotFinishAnotherRolesTransaction_ExitOneWithWhatToFix()
     {
         await using var system = await BankSystem.CreateAsync();
