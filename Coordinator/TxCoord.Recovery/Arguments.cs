@@ -18,6 +18,9 @@ internal sealed record Arguments
     public bool Json { get; init; }
     public bool DryRun { get; init; }
     public bool YesIKnow { get; init; }
+
+    /// <summary>force abort: record the abort even while a coordinator with this id runs (the transaction may be live there).</summary>
+    public bool EvenIfLive { get; init; }
     public bool? Progress { get; init; }
     public string? Reason { get; init; }
     public string? Operator { get; init; }
@@ -63,6 +66,7 @@ internal sealed record Arguments
                 case "--json": result = result with { Json = true }; break;
                 case "--dry-run": result = result with { DryRun = true }; break;
                 case "--yes-i-know": result = result with { YesIKnow = true }; break;
+                case "--even-if-live": result = result with { EvenIfLive = true }; break;
                 case "--progress": result = result with { Progress = true }; break;
                 case "--no-progress": result = result with { Progress = false }; break;
                 case "--reason": result = result with { Reason = Value() }; break;

@@ -131,7 +131,18 @@ internal static class RecoverCommand
             return ExitCodes.Usage;
         }
 
-        var (step, outcome) = await session.ForceAsync(gid, commit, arguments.Reason, Actor(arguments), cancellationToken);
+        RecoveryStep step;
+        FinishOutcome outcome;
+        try
+        {
+            (step, outcome) = await session.ForceAsync(gid, commit, arguments.Reason, Actor(arguments), arguments.EvenIfLive, arguments.LockTimeout, cancellationToken);
+        }
+        catch (ForceRefusedException e)
+        {
+            await error.WriteLineAsync($"txcoord-recover: refused: force abort {gid}: {e.Message}");
+            return ExitCodes.Usage;
+        }
+
         if (arguments.Json)
         {
             await using var json = new Utf8JsonWriter(Console.OpenStandardOutput(), new JsonWriterOptions { Indented = true });
@@ -151,6 +162,10 @@ internal static class RecoverCommand
             if (against is not null)
             {
                 await output.WriteLineAsync($"HEURISTIC: {against}.");
+            }
+            else if (!commit && verdict == JournalVerdict.None)
+            {
+                await output.WriteLineAsync($"The journal had no decision for {gid.Transaction}: the abort is now its decision (recorded, forced), so every participant rolls back.");
             }
 
             await output.WriteLineAsync($"{(commit ? "COMMIT" : "ROLLBACK")} PREPARED {gid} at {step.Prepared.Participant}: " +

@@ -17,9 +17,13 @@ internal static class Usage
                                 (other coordinators' GIDs, 3PC PreCommits, a damaged journal).
                                 Beside a live coordinator it only commits decided transactions.
                                 --dry-run prints the plan and changes nothing.
-          force commit|abort <gid> --reason <text> --yes-i-know
+          force commit|abort <gid> --reason <text> --yes-i-know [--even-if-live]
                                 a heuristic decision on one GID, against or without the journal,
                                 recorded in the journal (txcoord.heuristic_decisions) with who and when.
+                                An abort the journal never decided is first recorded as its decision
+                                (forced), so the other participants roll back too; while a coordinator
+                                with this id runs (the transaction may be live there) only with
+                                --even-if-live.
           verify                check the journal's integrity. Changes nothing.
 
         settings (each also from --config, appsettings.json beside the tool, or the environment,

@@ -284,6 +284,53 @@ public sealed class RecoveryToolTests
     }
 
     [Test]
+    public async Task CR13_ForceAbortOfAnUndecidedTransaction_RecordsTheAbortInTheJournalFirst_AndBesideALiveCoordinatorNeedsEvenIfLive()
+    {
+        // The coordinator died before deciding; bank A's branch and bank B's are prepared; the
+        // journal has no row. A forced abort of A's branch must make the abort the journal's
+        // decision before the rollback, or a coordinator could still decide commit for B.
+        await using var system = await BankSystem.CreateAsync();
+        var records = await InDoubt.CreateAsync(system, decided: 0);
+        var undecided = records[^1].TransactionId!.Value;
+        var coordinator = new CoordinatorId(system.CoordinatorId);
+        var gid = BranchGid.Create(coordinator, undecided, new ParticipantId(system.BankA)).Value;
+
+        var forced = await RecoverTool.RunAsync(["force", "abort", gid, "--reason", "stuck", "--yes-i-know", .. RecoverTool.Settings(system)]);
+        Assert.That(forced.ExitCode, Is.EqualTo(0), forced.ToString());
+        Assert.That(forced.Output, Does.Contain("now its decision"), forced.ToString());
+        Assert.That(await system.JournalStateAsync(undecided), Is.EqualTo("aborted"), "the abort is the journal's decision before the rollback");
+        Assert.That(await BankSystem.PreparedGidsAsync(system.BankADataSource), Does.Not.Contain(gid));
+
+        // Beside a running coordinator a transaction it has no row for may be live there (still
+        // collecting votes): refused unless the operator says so. A branch prepared by hand stands
+        // for it, so that nothing asks the coordinator about it meanwhile.
+        await system.StartAsync(Role.Coordinator);
+        var live = TransactionId.New();
+        var liveGid = BranchGid.Create(coordinator, live, new ParticipantId(system.BankB)).Value;
+        await using (var connection = await system.BankBDataSource.OpenConnectionAsync())
+        {
+            await using var prepare = new NpgsqlCommand($"BEGIN; PREPARE TRANSACTION '{liveGid}'", connection);
+            await prepare.ExecuteNonQueryAsync();
+        }
+
+        var refused = await RecoverTool.RunAsync(["force", "abort", liveGid, "--reason", "stuck", "--yes-i-know", .. RecoverTool.Settings(system)]);
+        Assert.That(refused.ExitCode, Is.EqualTo(2), refused.ToString());
+        Assert.That(refused.Error, Does.Contain("is running").And.Contain("--even-if-live"), refused.ToString());
+        Assert.That(await BankSystem.PreparedGidsAsync(system.BankBDataSource), Does.Contain(liveGid), "refused: nothing rolled back");
+        Assert.That(await system.JournalStateAsync(live), Is.Null, "refused: nothing recorded");
+
+        var evenIfLive = await RecoverTool.RunAsync(["force", "abort", liveGid, "--reason", "stuck", "--yes-i-know", "--even-if-live", .. RecoverTool.Settings(system)]);
+        Assert.That(evenIfLive.ExitCode, Is.EqualTo(0), evenIfLive.ToString());
+        Assert.That(await system.JournalStateAsync(live), Is.EqualTo("aborted"));
+        Assert.That(await BankSystem.PreparedGidsAsync(system.BankBDataSource), Does.Not.Contain(liveGid));
+
+        // Bank B follows the journal's abort for the first one when it comes back; the ledger stays whole.
+        await system.StartAsync(Role.BankA);
+        await system.StartAsync(Role.BankB);
+        await system.AssertConvergedAsync(records);
+    }
+
+    [Test]
     public async Task Errors_UnreachableDatabaseWrongCredentialsAndARoleThatMayNotFinishAnotherRolesTransaction_ExitOneWithWhatToFix()
     {
         await using var system = await BankSystem.CreateAsync();

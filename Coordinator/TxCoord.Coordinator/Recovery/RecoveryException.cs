@@ -38,3 +38,6 @@ internal sealed class RecoveryException(string message, Exception? inner = null)
         return new RecoveryException(message, exception);
     }
 }
+
+/// <summary>A forced decision refused for a reason the operator can act on (the message says which); nothing was changed.</summary>
+internal sealed class ForceRefusedException(string message) : Exception(message);

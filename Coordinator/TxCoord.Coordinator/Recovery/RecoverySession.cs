@@ -220,13 +220,62 @@ internal sealed class RecoverySession : IAsyncDisposable
     /// journal: recorded (who, when, why, what the journal said) before it is carried out, and
     /// completed with how it ended. The caller asks for the explicit confirmation.
     /// </summary>
+    /// <remarks>
+    /// A forced abort of a transaction the journal has no decision for first makes the abort the
+    /// journal's decision (a forced 'aborted' row, as resolve's presumed abort), holding the
+    /// coordinator's lock, so that no commit decision can be written for it afterwards: its other
+    /// participants then roll back too. Beside a running coordinator, where the transaction may be
+    /// live (still collecting votes), that is refused unless <paramref name="evenIfLive"/>: the
+    /// coordinator then finds the row at its decision and aborts the transaction.
+    /// </remarks>
     public async Task<(RecoveryStep Step, FinishOutcome Outcome)> ForceAsync(
-        BranchGid gid, bool commit, string reason, string actor, CancellationToken cancellationToken)
+        BranchGid gid, bool commit, string reason, string actor, bool evenIfLive, TimeSpan lockTimeout, CancellationToken cancellationToken)
     {
         var (database, prepared) = await FindPreparedAsync(gid, cancellationToken)
             ?? throw new RecoveryException($"{gid} is not prepared in any configured participant database ({string.Join(", ", _databases.Select(d => $"{d.Participant}: {d.DatabaseName}"))}).");
         var decisions = await Journal.FindDecisionsAsync([gid.Transaction], cancellationToken);
         var decision = decisions.GetValueOrDefault(gid.Transaction);
+        var before = decision;
+        OwnershipLock? held = null;
+        try
+        {
+            if (!commit && decision is null)
+            {
+                OwnershipHolder? live;
+                (held, live) = await TakeOwnershipAsync(lockTimeout, cancellationToken);
+                if (live is not null && !evenIfLive)
+                {
+                    throw new ForceRefusedException(
+                        $"coordinator {_settings.Coordinator} is running ({live}) and the journal has no decision for {gid.Transaction}: it may be live there, still collecting votes. " +
+                        "Forcing the abort records it as the journal's decision, so that coordinator aborts the transaction everywhere instead of committing it; " +
+                        "add --even-if-live to do that, or stop that coordinator first.");
+                }
+
+                await Journal.RecordPresumedAbortsAsync(
+                    _settings.Coordinator, [(gid.Transaction, gid.Participant)], $"forced abort by {actor}: {reason}", _time.GetUtcNow(), cancellationToken);
+                decision = (await Journal.FindDecisionsAsync([gid.Transaction], cancellationToken)).GetValueOrDefault(gid.Transaction);
+                if (decision is not { State: "aborted" })
+                {
+                    throw new ForceRefusedException(
+                        $"the coordinator wrote a decision for {gid.Transaction} ({decision?.State ?? "none"}) while the abort was being recorded: nothing was rolled back; run force again to see what it means.");
+                }
+            }
+
+            return await ForceRecordedAsync(database, prepared, gid, commit, before, reason, actor, cancellationToken);
+        }
+        finally
+        {
+            if (held is not null)
+            {
+                await held.DisposeAsync();
+            }
+        }
+    }
+
+    private async Task<(RecoveryStep Step, FinishOutcome Outcome)> ForceRecordedAsync(
+        RecoveryParticipantDatabase database, PreparedTransaction prepared, BranchGid gid, bool commit, JournalDecision? decision,
+        string reason, string actor, CancellationToken cancellationToken)
+    {
         var journalState = decision switch
         {
             { State: { } state } => state + (decision.HasCommitEvent ? " (history: commit decided)" : ""),
