@@ -572,6 +572,62 @@ public sealed class DashboardApiTests
         await WaitForJournalStateAsync(id, "committed");
     }
 
+    /// <summary>
+    /// The "the coordinator no longer holds it" check and the decision's write are one step: a
+    /// commit request that starts the transaction while the operator's action is on its way (here:
+    /// held at its audit record) makes the heuristic commit refused, and the transaction is then
+    /// decided by its votes alone.
+    /// </summary>
+    [Test]
+    public async Task Resolve_HeuristicCommitWhileACommitRequestStartsTheTransaction_IsRefused_AndTheVotesDecide()
+    {
+        var id = TransactionId.New();
+        var gid = BranchGid.Create(new CoordinatorId(_host.CoordinatorId), id, new ParticipantId(_configuredParticipant));
+        await _peers.ListenAsync(_configuredParticipant);
+        await PrepareInParticipantDatabaseAsync(gid);
+        await Eventually.WaitForAsync(
+            () => TryGetDetailAsync(id),
+            d => d.ValueKind == JsonValueKind.Object && d.GetProperty("preparedBranches").GetArrayLength() == 1,
+            Wait,
+            "the prepared branch to be found");
+
+        // The admin action has looked at the coordinator's memory (nothing there) when it stops
+        // at its audit record, which waits for this lock.
+        await using var blocker = new NpgsqlConnection(_host.JournalConnectionString);
+        await blocker.OpenAsync();
+        await using var hold = await blocker.BeginTransactionAsync();
+        await blocker.ExecuteAsync("LOCK TABLE txcoord.audit_log IN EXCLUSIVE MODE", transaction: hold);
+        var resolve = _host.PostAdminAsync(
+            $"/api/admin/transactions/{id.Value}/resolve",
+            new { @operator = "erin", reason = "branch found prepared; business says commit", outcome = "commit", heuristic = true, confirm = id.Value.ToString() });
+        await Eventually.WaitForAsync(
+            () => blocker.ExecuteScalarAsync<long>("SELECT count(*) FROM pg_locks WHERE relation = 'txcoord.audit_log'::regclass AND NOT granted"),
+            waiting => waiting > 0,
+            Wait,
+            "the admin action to wait for its audit record");
+
+        // Meanwhile the initiator's commit request arrives: the coordinator starts the transaction.
+        await _peers.CommitAsync(id, _configuredParticipant);
+        await WaitForPrepareAsync(_configuredParticipant, id);
+        await hold.CommitAsync();
+        var (status, body) = await resolve;
+        Assert.Multiple(() =>
+        {
+            Assert.That(status, Is.EqualTo(HttpStatusCode.Conflict), body.ToString());
+            Assert.That(body.GetProperty("outcome").GetString(), Is.EqualTo("refused"));
+            Assert.That(body.GetProperty("message").GetString(), Does.Contain("the coordinator is driving this transaction"));
+        });
+
+        // The participant votes No: nothing but the votes may decide now.
+        await _peers.VoteAsync(id, _configuredParticipant, Vote.No);
+        var detail = await WaitForJournalStateAsync(id, "aborted");
+        Assert.Multiple(() =>
+        {
+            Assert.That(detail.GetProperty("journal").GetProperty("status").GetString(), Is.EqualTo("aborted"));
+            Assert.That(_peers.Received(_configuredParticipant).OfType<CommitBranch>().Where(c => c.TransactionId == id), Is.Empty, "no CommitBranch");
+        });
+    }
+
     [Test]
     public async Task Retry_StuckTransaction_RedrivesPhaseTwoAtOnceAndAudits()
     {

@@ -42,9 +42,14 @@ internal sealed class ScriptedParticipants : IAsyncDisposable
         return new ScriptedParticipants(host, coordinatorId);
     }
 
-    /// <summary>Listens on the queue of participant <paramref name="participant"/>, recording what arrives.</summary>
+    /// <summary>Listens on the queue of participant <paramref name="participant"/>, recording what arrives (once: a second call does nothing).</summary>
     public async Task ListenAsync(string participant)
     {
+        if (_received.ContainsKey(participant))
+        {
+            return;
+        }
+
         var queue = _received.GetOrAdd(participant, _ => new ConcurrentQueue<object>());
         var connector = _host.Services.GetRequiredService<IReceiveEndpointConnector>();
         var handle = connector.ConnectReceiveEndpoint(TxCoordQueues.Participant(new ParticipantId(participant)), (_, cfg) =>
