@@ -238,7 +238,7 @@ internal sealed class AdminActions(
     {
         if (live is not null)
         {
-            return Refused("refused: the coordinator is driving this transaction; a heuristic decision is only for a transaction it no longer holds. Resolve it (abort) or wait");
+            return Refused(DrivenRefusal);
         }
 
         if (entry is { State: JournalState.Aborted })
@@ -255,11 +255,24 @@ internal sealed class AdminActions(
         var participants = prepared.Select(b => b.Branch!.Value.Participant).Distinct().ToImmutableArray();
         var now = time.GetUtcNow();
         var decision = new CommitDecision(id, runtime.Id, CommitProtocol.TwoPhase, participants, prepared.Min(b => b.PreparedAt), now);
-        await journal.WriteCommitDecisionAsync(decision, now, cancellationToken);
+
+        // The checks above are a first answer for the operator; the coordinator may have started
+        // the transaction since (a late commit request, a vote). The runtime checks again while
+        // it holds the transaction, and writes the decision only if it still holds nothing.
+        switch (await runtime.CommitHeuristicallyAsync(decision, cancellationToken))
+        {
+            case { Live: not null }:
+                return Refused(DrivenRefusal);
+            case { Journal: { } known }:
+                return Refused($"refused: the journal now holds this transaction ({known.State.ToString().ToLowerInvariant()}), written while the action was on its way; look again");
+        }
+
         DashboardLog.Heuristic(logger, id.Value, TransactionVerdict.Commit, caller.Actor, reason, auditId);
-        var resumed = await runtime.RecoverAsync(cancellationToken);
-        return Done($"heuristic commit: decision forced to the journal for {Join(participants)} (the branches found prepared) and driven ({resumed} resumed); a participant whose branch was not found prepared may have rolled back: check it");
+        return Done($"heuristic commit: decision forced to the journal for {Join(participants)} (the branches found prepared) and driven; a participant whose branch was not found prepared may have rolled back: check it");
     }
+
+    private const string DrivenRefusal =
+        "refused: the coordinator is driving this transaction; a heuristic decision is only for a transaction it no longer holds. Resolve it (abort) or wait";
 
     private async Task<AdminResult> AuditedAsync(
         TransactionId id, string action, string verdict, string reason, AdminCaller caller, Func<long, Task<Outcome>> act, CancellationToken cancellationToken)

@@ -100,6 +100,41 @@ internal sealed partial class CoordinatorRuntime
         return after;
     }
 
+    /// <summary>
+    /// An operator's heuristic commit of a transaction this coordinator does not hold. Holding the
+    /// transaction's entry, so that no commit request, vote or outcome question can start or decide
+    /// it meanwhile: refused when the transaction is in memory or the journal holds a row for it;
+    /// otherwise <paramref name="decision"/> is written (forced) and driven like a recovered one.
+    /// </summary>
+    /// <returns>Null when the decision was written and is being driven; else what refused it.</returns>
+    public async Task<HeuristicCommitRefusal?> CommitHeuristicallyAsync(CommitDecision decision, CancellationToken cancellationToken)
+    {
+        HeuristicCommitRefusal? refusal = null;
+        await WithEntryAsync(decision.TransactionId, async entry =>
+        {
+            if (entry.State is { } live)
+            {
+                refusal = new HeuristicCommitRefusal(live, null);
+                return;
+            }
+
+            if (await _journal.FindAsync(decision.TransactionId, cancellationToken) is { } known)
+            {
+                refusal = new HeuristicCommitRefusal(null, known);
+                return;
+            }
+
+            await _journal.WriteCommitDecisionAsync(decision, Now, cancellationToken);
+            var row = await _journal.FindAsync(decision.TransactionId, cancellationToken)
+                ?? throw new InvalidOperationException($"Transaction {decision.TransactionId}: the commit decision just written is not in the journal.");
+            var transition = _engine.Recover(decision.TransactionId, RecoveredFrom(row), Now);
+            LogRecovered(transition.State);
+            await RunAsync(entry, transition, cancellationToken);
+        }, cancellationToken);
+
+        return refusal;
+    }
+
     // ---- bus handlers --------------------------------------------------------------------
 
     public Task HandleCommitAsync(ConsumeContext<CommitTransaction> context) =>
@@ -885,3 +920,6 @@ internal sealed partial class CoordinatorRuntime
         }
     }
 }
+
+/// <summary>Why <see cref="CoordinatorRuntime.CommitHeuristicallyAsync"/> wrote nothing: the transaction in memory, or the journal's row for it.</summary>
+internal sealed record HeuristicCommitRefusal(TransactionState? Live, JournalEntry? Journal);
