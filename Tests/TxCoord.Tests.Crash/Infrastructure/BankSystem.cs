@@ -266,7 +266,9 @@ internal sealed class BankSystem : IAsyncDisposable
     public async Task<IReadOnlyList<TransferRecord>> AssertConvergedAsync(IEnumerable<TransferRecord> records)
     {
         await Eventually.WaitForAsync(CountPreparedAsync, n => n == 0, TimeSpan.FromSeconds(90), "no prepared transaction left in either bank", Diagnostics);
-        await Eventually.WaitForAsync(CountOpenJournalEntriesAsync, n => n == 0, TimeSpan.FromSeconds(60), "no open journal entry", Diagnostics);
+        // The last acknowledgements can wait for a re-drive at the back-off's longest interval, after
+        // a broker restart for the reconnection too: seen past 60 s once when the suite ran beside a build.
+        await Eventually.WaitForAsync(CountOpenJournalEntriesAsync, n => n == 0, TimeSpan.FromSeconds(120), "no open journal entry", Diagnostics);
 
         var settled = new List<TransferRecord>();
         foreach (var record in records)
