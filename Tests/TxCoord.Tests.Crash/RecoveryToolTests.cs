@@ -380,6 +380,33 @@ public sealed class RecoveryToolTests
         Assert.That(asOwner.ExitCode, Is.EqualTo(0), asOwner.ToString());
     }
 
+    /// <summary>
+    /// A password in an argument is visible to every user of the machine (<c>ps</c>,
+    /// <c>/proc/PID/cmdline</c>) while the tool runs: refused before anything connects, with
+    /// the ways that keep it private. The same connection string from the environment is taken.
+    /// </summary>
+    [Test]
+    public async Task PasswordInAConnectionStringOnTheCommandLine_IsRefused_TheEnvironmentIsTaken()
+    {
+        var withPassword = $"{CrashServices.PostgreSql};Password=s3cret-pw;Database=postgres";
+        var journalArg = await RecoverTool.RunAsync(["verify", "--coordinator", "pw-test", "--journal", withPassword]);
+        var participantArg = await RecoverTool.RunAsync(
+            ["scan", "--no-progress", "--coordinator", "pw-test", "--journal", CrashServices.PostgreSql, "--participant", $"bank-x=Host=db;PWD=s3cret-pw"]);
+        var fromEnvironment = await RecoverTool.RunAsync(
+            ["verify", "--coordinator", "pw-test"],
+            new Dictionary<string, string> { ["ConnectionStrings__Journal"] = withPassword });
+        Assert.Multiple(() =>
+        {
+            Assert.That(journalArg.ExitCode, Is.EqualTo(2), journalArg.ToString());
+            Assert.That(journalArg.Error, Does.Contain("--journal").And.Contain("password").And.Contain("ConnectionStrings__Journal").And.Contain("--config"));
+            Assert.That(journalArg.Error + journalArg.Output, Does.Not.Contain("s3cret-pw"), "the password is not echoed either");
+            Assert.That(participantArg.ExitCode, Is.EqualTo(2), participantArg.ToString());
+            Assert.That(participantArg.Error, Does.Contain("--participant bank-x").And.Contain("password"));
+            Assert.That(participantArg.Error + participantArg.Output, Does.Not.Contain("s3cret-pw"));
+            Assert.That(fromEnvironment.ExitCode, Is.Not.EqualTo(2), fromEnvironment.ToString());
+        });
+    }
+
     [Test]
     public async Task Usage_BadCommandsAndMissingSettings_ExitTwoAndSayWhatToFix()
     {
