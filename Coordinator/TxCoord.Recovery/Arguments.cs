@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.Extensions.Configuration;
+using Npgsql;
 using TxCoord.Contracts;
 using TxCoord.Coordinator;
 using TxCoord.Coordinator.Monitoring;
@@ -84,7 +85,7 @@ internal sealed record Arguments
                     result = result with { Parallelism = parallel };
                     break;
                 case "--coordinator": settings["TxCoord:CoordinatorId"] = Value(); break;
-                case "--journal": settings["ConnectionStrings:Journal"] = Value(); break;
+                case "--journal": settings["ConnectionStrings:Journal"] = WithoutPassword("--journal", "ConnectionStrings__Journal", Value()); break;
                 case "--participant":
                     var pair = Value();
                     var equals = pair.IndexOf('=', StringComparison.Ordinal);
@@ -93,7 +94,11 @@ internal sealed record Arguments
                         throw new UsageException($"--participant '{pair}': expected <participant id>=<connection string>.");
                     }
 
-                    settings[$"{ParticipantDatabaseSettings.Section}:{pair[..equals]}:{ParticipantDatabaseSettings.ConnectionStringKey}"] = pair[(equals + 1)..];
+                    var participantId = pair[..equals];
+                    settings[$"{ParticipantDatabaseSettings.Section}:{participantId}:{ParticipantDatabaseSettings.ConnectionStringKey}"] = WithoutPassword(
+                        $"--participant {participantId}",
+                        $"{ParticipantDatabaseSettings.Section.Replace(":", "__", StringComparison.Ordinal)}__{participantId}__{ParticipantDatabaseSettings.ConnectionStringKey}",
+                        pair[(equals + 1)..]);
                     break;
                 default:
                     if (arg.StartsWith("--", StringComparison.Ordinal))
@@ -115,6 +120,35 @@ internal sealed record Arguments
         }
 
         return result with { Positional = positional, Settings = settings };
+    }
+
+    /// <summary>
+    /// A connection string given as an argument, refused when it carries a password: every user
+    /// of the machine can read a process's arguments (<c>ps</c>, <c>/proc/PID/cmdline</c>) while
+    /// it runs. The password is not repeated in the message.
+    /// </summary>
+    private static string WithoutPassword(string option, string environmentName, string connectionString)
+    {
+        NpgsqlConnectionStringBuilder parsed;
+        try
+        {
+            parsed = new NpgsqlConnectionStringBuilder(connectionString);
+        }
+        catch (ArgumentException)
+        {
+            // Not a connection string: the settings' check says so, naming the setting.
+            return connectionString;
+        }
+
+        if (string.IsNullOrEmpty(parsed.Password))
+        {
+            return connectionString;
+        }
+
+        throw new UsageException(
+            $"{option}: the connection string carries a password, and every user of this machine can read a program's arguments (ps) while it runs. " +
+            $"Leave Password out of the argument and give it in the environment (env {environmentName}='...;Password=...' txcoord-recover ...), " +
+            "in a --config file readable only by you, or in a PostgreSQL password file (PGPASSFILE or ~/.pgpass, which Npgsql reads).");
     }
 
     /// <summary>Reads appsettings.json beside the tool, the --config file, the environment and the command line (later wins) and checks them.</summary>

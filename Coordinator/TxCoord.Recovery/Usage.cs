@@ -34,6 +34,8 @@ internal static class Usage
                                       TxCoord:Participants:<id>:ConnectionString (repeat per participant);
                                       connect as the role that prepared, or a superuser
           --config <file.json>        read the settings above from a JSON file
+        a connection string with a password is refused as an argument (ps shows arguments to every
+        user): give it in the environment, a --config file, or a password file (PGPASSFILE, ~/.pgpass).
 
         options:
           --json                      machine-readable output (scan, resolve, verify, force)
