@@ -49,6 +49,12 @@ internal sealed record BankSystemOptions
     /// holds its account's row lock, and a later transfer on that account would wait for it.
     /// </summary>
     public int Accounts { get; init; } = 1_000;
+
+    /// <summary>
+    /// Run the services as the roles of a least-privilege deployment (<see cref="LeastPrivilegeRoles"/>)
+    /// instead of the superuser; the test's own checks still read as the superuser.
+    /// </summary>
+    public bool LeastPrivilege { get; init; }
     public long InitialBalance { get; init; } = 1_000;
 }
 
@@ -102,6 +108,9 @@ internal sealed class BankSystem : IAsyncDisposable
     public string BankAConnectionString { get; private set; } = "";
 
     public string BankBConnectionString { get; private set; } = "";
+
+    /// <summary>The roles the services log in as, with <see cref="BankSystemOptions.LeastPrivilege"/>; else null.</summary>
+    public LeastPrivilegeRoles? Roles { get; private set; }
 
     public NpgsqlDataSource BankADataSource { get; private set; } = null!;
 
@@ -409,7 +418,7 @@ internal sealed class BankSystem : IAsyncDisposable
         {
             return new()
             {
-                ["ConnectionStrings__Journal"] = JournalConnectionString,
+                ["ConnectionStrings__Journal"] = Roles is null ? JournalConnectionString : LeastPrivilegeRoles.As(JournalConnectionString, Roles.Coordinator),
                 ["ConnectionStrings__RabbitMq"] = rabbitMq,
                 ["TxCoord__CoordinatorId"] = CoordinatorId,
                 ["TxCoord__VoteTimeout"] = Format(_options.VoteTimeout),
@@ -423,7 +432,7 @@ internal sealed class BankSystem : IAsyncDisposable
         return new()
         {
             ["Bank__ParticipantId"] = role == Role.BankA ? BankA : BankB,
-            ["ConnectionStrings__Bank"] = role == Role.BankA ? BankAConnectionString : BankBConnectionString,
+            ["ConnectionStrings__Bank"] = ServiceBankConnectionString(role),
             ["ConnectionStrings__RabbitMq"] = rabbitMq,
             ["TxCoord__CoordinatorId"] = CoordinatorId,
             ["TxCoord__Participant__DecisionTimeout"] = Format(_options.DecisionTimeout),
@@ -431,6 +440,13 @@ internal sealed class BankSystem : IAsyncDisposable
             ["TxCoord__Participant__OutcomeQueryTimeout"] = "00:00:02",
             ["TxCoord__Participant__CoordinatorRetryMaxInterval"] = "00:00:02",
         };
+    }
+
+    /// <summary>The connection string a bank's service uses: its own role's under least privilege.</summary>
+    public string ServiceBankConnectionString(Role role)
+    {
+        var connectionString = role == Role.BankA ? BankAConnectionString : BankBConnectionString;
+        return Roles is null ? connectionString : LeastPrivilegeRoles.As(connectionString, role == Role.BankA ? Roles.BankA : Roles.BankB);
     }
 
     private async Task CreateDatabasesAsync()
@@ -442,8 +458,23 @@ internal sealed class BankSystem : IAsyncDisposable
         BankBConnectionString = await CrashServices.CreateDatabaseAsync(BankServer, $"crash_{Suffix}_b");
         BankADataSource = NpgsqlDataSource.Create(BankAConnectionString);
         BankBDataSource = NpgsqlDataSource.Create(BankBConnectionString);
-        await BankSchema.SeedAsync(BankADataSource, _options.Accounts, _options.InitialBalance);
-        await BankSchema.SeedAsync(BankBDataSource, _options.Accounts, _options.InitialBalance);
+        if (_options.LeastPrivilege)
+        {
+            Roles = LeastPrivilegeRoles.For(Suffix);
+            await Roles.ApplyAsync(JournalConnectionString, BankAConnectionString, BankBConnectionString);
+
+            // Seeded as each bank's role, so that its tables are its own.
+            await using var seedA = NpgsqlDataSource.Create(ServiceBankConnectionString(Role.BankA));
+            await using var seedB = NpgsqlDataSource.Create(ServiceBankConnectionString(Role.BankB));
+            await BankSchema.SeedAsync(seedA, _options.Accounts, _options.InitialBalance);
+            await BankSchema.SeedAsync(seedB, _options.Accounts, _options.InitialBalance);
+        }
+        else
+        {
+            await BankSchema.SeedAsync(BankADataSource, _options.Accounts, _options.InitialBalance);
+            await BankSchema.SeedAsync(BankBDataSource, _options.Accounts, _options.InitialBalance);
+        }
+
         InitialTotalA = await BankLedger.TotalBalanceAsync(BankADataSource);
         InitialTotalB = await BankLedger.TotalBalanceAsync(BankBDataSource);
     }
