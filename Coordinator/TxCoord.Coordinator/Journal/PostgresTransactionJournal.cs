@@ -22,7 +22,9 @@ internal sealed class PostgresTransactionJournal : ITransactionJournal, IAsyncDi
 
     internal const string SchemaSql = """
         SELECT pg_advisory_xact_lock(@LockKey);
-        CREATE SCHEMA IF NOT EXISTS txcoord;
+        -- Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the
+        -- schema exists, and a least-privilege role owns only its schema (docs/least-privilege.md).
+        DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'txcoord') THEN CREATE SCHEMA txcoord; END IF; END $$;
         CREATE TABLE IF NOT EXISTS txcoord.transactions (
             transaction_id uuid PRIMARY KEY,
             coordinator_id text NOT NULL,

@@ -39,7 +39,9 @@ internal sealed class BranchStateStore(NpgsqlDataSource dataSource)
 {
     private const string CreateSchemaSql = """
         SELECT pg_advisory_xact_lock(7411003);
-        CREATE SCHEMA IF NOT EXISTS txcoord;
+        -- Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the
+        -- schema exists, and a least-privilege role owns only its schema (docs/least-privilege.md).
+        DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'txcoord') THEN CREATE SCHEMA txcoord; END IF; END $$;
         CREATE TABLE IF NOT EXISTS txcoord.branch_states (
             gid            text PRIMARY KEY,
             transaction_id uuid NOT NULL,
