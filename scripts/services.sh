@@ -142,6 +142,8 @@ _txc_configure() {
         return 2
     fi
     read -r TXC_PG_PORT TXC_PG_NOPREP_PORT TXC_AMQP_PORT TXC_DIST_PORT <<<"$ports"
+    # RabbitMQ's TLS listener: one below the plain one (20671 for test, ...).
+    TXC_AMQPS_PORT=$((TXC_AMQP_PORT - 1))
 
     # An inherited TXCOORD_RUN_DIR that belongs to ANOTHER mode (exported by an outer
     # run.sh) must not be reused, or the two modes would wipe each other's state.
@@ -154,6 +156,7 @@ _txc_configure() {
     TXC_PG_DIR="$TXC_RUN_DIR/pg"
     TXC_PG_NOPREP_DIR="$TXC_RUN_DIR/pg-noprep"
     TXC_RMQ_DIR="$TXC_RUN_DIR/rabbitmq"
+    TXC_TLS_DIR="$TXC_RUN_DIR/tls"
 
     # Erlang short node names need a host part that resolves; `localhost` normally does.
     local host="localhost"
@@ -247,7 +250,7 @@ _txc_write_state() {
     local f="$TXC_RUN_DIR/services.env" v
     {
         echo "# written by scripts/services.sh; source it to reach this run's services"
-        for v in TXC_MODE TXC_RUN_DIR TXC_PG_PORT TXC_PG_NOPREP_PORT TXC_AMQP_PORT TXC_DIST_PORT \
+        for v in TXC_MODE TXC_RUN_DIR TXC_PG_PORT TXC_PG_NOPREP_PORT TXC_AMQP_PORT TXC_AMQPS_PORT TXC_DIST_PORT TXC_TLS_DIR \
                  TXC_PG_DIR TXC_PG_NOPREP_DIR TXC_RMQ_DIR TXC_RMQ_NODE TXC_RMQ_HOME TXC_PG_BIN \
                  TXC_RMQ_BIN TXC_EPMD_OURS TXC_OWNER_PID; do
             printf '%s=%q\n' "$v" "${!v}"
@@ -281,6 +284,33 @@ _txc_export() {
     export TXCOORD_PG_NOPREPARED="Host=127.0.0.1;Port=$TXC_PG_NOPREP_PORT;Username=postgres"
     export TXCOORD_RABBITMQ="amqp://guest:guest@127.0.0.1:$TXC_AMQP_PORT/"
     export TXCOORD_RABBITMQ_NODE="$TXC_RMQ_NODE"
+    # TLS (docs/tls.md): the run's own CA, PostgreSQL with ssl = on (plain connections still
+    # accepted), RabbitMQ's TLS listener. The certificates name localhost and 127.0.0.1.
+    export TXCOORD_TLS_CA="$TXC_TLS_DIR/ca.pem"
+    export TXCOORD_RABBITMQ_TLS="amqps://guest:guest@localhost:$TXC_AMQPS_PORT/"
+}
+
+# A private CA and a server certificate for localhost / 127.0.0.1 signed by it, with a copy
+# of the key for each server's user (both refuse a key that others can read).
+_txc_tls_certs() {
+    local d="$TXC_TLS_DIR" user
+    command -v openssl >/dev/null 2>&1 || _txc_apt_install openssl || return 1
+    mkdir -p "$d" && chmod 755 "$d"
+    {
+        openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=TxCoord test CA ($TXC_MODE)" \
+            -keyout "$d/ca.key" -out "$d/ca.pem" &&
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$d/server.key" -out "$d/server.csr" &&
+        printf 'subjectAltName = DNS:localhost, IP:127.0.0.1\nbasicConstraints = CA:FALSE\nkeyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n' >"$d/server.ext" &&
+        openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 30 \
+            -extfile "$d/server.ext" -out "$d/server.crt"
+    } >"$d/openssl.log" 2>&1 || { _txc_err "could not make the TLS certificates"; _txc_tail_logs "$d/openssl.log"; return 1; }
+    chmod 644 "$d/ca.pem" "$d/server.crt"
+    for user in postgres rabbitmq; do
+        cp "$d/server.key" "$d/server-$user.key"
+        chmod 600 "$d/server-$user.key"
+        _txc_chown "$user" "$d/server-$user.key"
+    done
+    rm -f "$d/ca.key" "$d/server.key" "$d/server.csr"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -668,7 +698,7 @@ txc_services_start() {
     TXC_OWNED=1
     _txc_wipe_run_dir "$TXC_RUN_DIR" || return
 
-    for port in "$TXC_PG_PORT" "$TXC_PG_NOPREP_PORT" "$TXC_AMQP_PORT" "$TXC_DIST_PORT"; do
+    for port in "$TXC_PG_PORT" "$TXC_PG_NOPREP_PORT" "$TXC_AMQP_PORT" "$TXC_AMQPS_PORT" "$TXC_DIST_PORT"; do
         if _txc_port_open "$port"; then
             _txc_err "port $port (mode '$mode') is already in use by another program;" \
                      "see: ss -ltnp 'sport = :$port'"
@@ -678,7 +708,7 @@ txc_services_start() {
     # (A machine tuned to a wider ephemeral range would bring the bind race back: say so.)
     local eph_lo eph_hi
     if read -r eph_lo eph_hi < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null; then
-        for port in "$TXC_PG_PORT" "$TXC_PG_NOPREP_PORT" "$TXC_AMQP_PORT" "$TXC_DIST_PORT"; do
+        for port in "$TXC_PG_PORT" "$TXC_PG_NOPREP_PORT" "$TXC_AMQP_PORT" "$TXC_AMQPS_PORT" "$TXC_DIST_PORT"; do
             if (( port >= eph_lo && port <= eph_hi )); then
                 _txc_log "WARNING: port $port is inside this machine's ephemeral range ($eph_lo-$eph_hi);" \
                          "a restart may find it taken by an outgoing connection"
@@ -719,6 +749,16 @@ log.console = false
 # `guest` may only connect over loopback (the default): we only use 127.0.0.1.
 loopback_users.guest = true
 EOF
+    _txc_tls_certs || return
+    {
+        echo "# TLS listener (docs/tls.md), on the run's own certificates"
+        echo "listeners.ssl.1 = 127.0.0.1:$TXC_AMQPS_PORT"
+        echo "ssl_options.cacertfile = $TXC_TLS_DIR/ca.pem"
+        echo "ssl_options.certfile = $TXC_TLS_DIR/server.crt"
+        echo "ssl_options.keyfile = $TXC_TLS_DIR/server-rabbitmq.key"
+        echo "ssl_options.verify = verify_none"
+        echo "ssl_options.fail_if_no_peer_cert = false"
+    } >>"$TXC_RMQ_DIR/rabbitmq.conf"
     if [[ -n "${TXCOORD_RABBITMQ_CONSUMER_TIMEOUT_MS:-}" ]]; then
         printf '# TXCOORD_RABBITMQ_CONSUMER_TIMEOUT_MS: a delivery unacknowledged this long closes its channel\nconsumer_timeout = %s\n' \
             "$TXCOORD_RABBITMQ_CONSUMER_TIMEOUT_MS" >>"$TXC_RMQ_DIR/rabbitmq.conf"
@@ -728,6 +768,12 @@ EOF
 
     # --- PostgreSQL #1: coordinator journal + the two bank participants. ---
     _txc_pg_init "$TXC_PG_DIR" "$TXC_PG_PORT" 200 300 128MB || return
+    {
+        echo "# TLS (docs/tls.md), on the run's own certificates; plain connections are still accepted"
+        echo "ssl = on"
+        echo "ssl_cert_file = '$TXC_TLS_DIR/server.crt'"
+        echo "ssl_key_file = '$TXC_TLS_DIR/server-postgres.key'"
+    } >>"$TXC_PG_DIR/data/postgresql.conf"
     _txc_pg_start "$TXC_PG_DIR" "$TXC_PG_PORT" "main" || return
     _txc_pg_create_dbs "$TXC_PG_PORT" txcoord_coordinator bank_a bank_b || return
 
@@ -743,6 +789,7 @@ EOF
     _txc_log "  TXCOORD_PG=$TXCOORD_PG"
     _txc_log "  TXCOORD_PG_NOPREPARED=$TXCOORD_PG_NOPREPARED"
     _txc_log "  TXCOORD_RABBITMQ=$TXCOORD_RABBITMQ  (node $TXCOORD_RABBITMQ_NODE)"
+    _txc_log "  TXCOORD_RABBITMQ_TLS=$TXCOORD_RABBITMQ_TLS  TXCOORD_TLS_CA=$TXCOORD_TLS_CA"
 }
 
 # True when a server of this run dir is still running.

@@ -76,6 +76,40 @@ public sealed class LeastPrivilegeTests
         }
     }
 
+    /// <summary>
+    /// docs/tls.md, run: every service reaches PostgreSQL with SSL Mode=VerifyFull on the test
+    /// command's own CA, and the coordinator and the banks reach RabbitMQ over amqps://, as their
+    /// own roles. Transfers commit, and every connection of theirs is encrypted (the servers say so).
+    /// </summary>
+    [Test]
+    public async Task ServicesAsTheirOwnRoles_OverVerifiedTls_Commit_AndEveryConnectionOfTheirsIsEncrypted()
+    {
+        await using var system = await BankSystem.CreateAsync(new BankSystemOptions { LeastPrivilege = true, Tls = true });
+        var roles = system.Roles!;
+        await system.StartAllAsync();
+        var result = await system.RunTransfersAsync(20, 4);
+        var settled = await system.AssertConvergedAsync(result.Transfers);
+
+        await using var journal = new NpgsqlConnection(system.JournalConnectionString);
+        var sessions = (await journal.QueryAsync<(string User, bool Ssl)>(
+            "SELECT a.usename, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.usename = ANY(@Roles)",
+            new { Roles = new[] { roles.BankA, roles.BankB, roles.Coordinator } })).ToList();
+        // Only these services use the TLS listener: its connections are theirs.
+        var tlsPort = CrashServices.RabbitMqTls.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var connections = await CrashServices.RabbitMqCtlAsync("list_connections", "--quiet", "--no-table-headers", "port", "ssl", "ssl_protocol");
+        var ours = connections.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Where(l => l.StartsWith(tlsPort + "\t", StringComparison.Ordinal)).ToList();
+        await TestContext.Out.WriteLineAsync($"PostgreSQL sessions of the services: {sessions.Count} ({sessions.Count(s => s.Ssl)} over TLS); their broker connections:{Environment.NewLine}{string.Join(Environment.NewLine, ours)}");
+        Assert.Multiple(() =>
+        {
+            Assert.That(settled.Count(t => t.Outcome == CommitOutcome.Committed), Is.GreaterThan(0), "transfers committed over TLS");
+            Assert.That(sessions.Select(s => s.User).Distinct(), Is.EquivalentTo(new[] { roles.BankA, roles.BankB, roles.Coordinator }), "each service has sessions open");
+            Assert.That(sessions.Where(s => !s.Ssl), Is.Empty, "every PostgreSQL session of the services is encrypted");
+            Assert.That(ours, Has.Count.GreaterThanOrEqualTo(3), "the coordinator and both banks hold broker connections on the TLS listener");
+            Assert.That(ours.Where(l => !l.Contains("\ttrue", StringComparison.Ordinal)), Is.Empty, "and each of them is TLS");
+        });
+    }
+
     /// <summary>The error PostgreSQL gives <paramref name="sql"/> run through <paramref name="connectionString"/>; fails the test if it succeeds.</summary>
     private static async Task<string> FailureAsync(string connectionString, string sql)
     {

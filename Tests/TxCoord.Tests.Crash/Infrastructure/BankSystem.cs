@@ -55,6 +55,13 @@ internal sealed record BankSystemOptions
     /// instead of the superuser; the test's own checks still read as the superuser.
     /// </summary>
     public bool LeastPrivilege { get; init; }
+
+    /// <summary>
+    /// Every service speaks TLS to PostgreSQL (SSL Mode=VerifyFull on the crash set's own CA) and
+    /// to RabbitMQ (amqps://, the CA trusted through SSL_CERT_FILE); the journal then lives on the
+    /// crash set's server, whose CA the services are given.
+    /// </summary>
+    public bool Tls { get; init; }
     public long InitialBalance { get; init; } = 1_000;
 }
 
@@ -413,12 +420,24 @@ internal sealed class BankSystem : IAsyncDisposable
 
     private Dictionary<string, string> ProcessEnvironment(Role role)
     {
-        var rabbitMq = RabbitMq.ToString();
+        var environment = ProcessEnvironmentWithoutTls(role);
+        if (_options.Tls)
+        {
+            // The run's CA is the only one these processes trust: nothing else is needed here.
+            environment["SSL_CERT_FILE"] = CrashServices.TlsCertificateAuthority;
+        }
+
+        return environment;
+    }
+
+    private Dictionary<string, string> ProcessEnvironmentWithoutTls(Role role)
+    {
+        var rabbitMq = _options.Tls ? CrashServices.RabbitMqTls.ToString() : RabbitMq.ToString();
         if (role == Role.Coordinator)
         {
             return new()
             {
-                ["ConnectionStrings__Journal"] = Roles is null ? JournalConnectionString : LeastPrivilegeRoles.As(JournalConnectionString, Roles.Coordinator),
+                ["ConnectionStrings__Journal"] = ServiceConnectionString(JournalConnectionString, Roles?.Coordinator),
                 ["ConnectionStrings__RabbitMq"] = rabbitMq,
                 ["TxCoord__CoordinatorId"] = CoordinatorId,
                 ["TxCoord__VoteTimeout"] = Format(_options.VoteTimeout),
@@ -443,16 +462,33 @@ internal sealed class BankSystem : IAsyncDisposable
     }
 
     /// <summary>The connection string a bank's service uses: its own role's under least privilege.</summary>
-    public string ServiceBankConnectionString(Role role)
+    public string ServiceBankConnectionString(Role role) =>
+        ServiceConnectionString(role == Role.BankA ? BankAConnectionString : BankBConnectionString, Roles is null ? null : role == Role.BankA ? Roles.BankA : Roles.BankB);
+
+    /// <summary>How a service connects: as its own role under least privilege, over verified TLS with <see cref="BankSystemOptions.Tls"/>.</summary>
+    private string ServiceConnectionString(string connectionString, string? role)
     {
-        var connectionString = role == Role.BankA ? BankAConnectionString : BankBConnectionString;
-        return Roles is null ? connectionString : LeastPrivilegeRoles.As(connectionString, role == Role.BankA ? Roles.BankA : Roles.BankB);
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        if (role is not null)
+        {
+            builder.Username = role;
+        }
+
+        if (_options.Tls)
+        {
+            // The certificate names localhost (and 127.0.0.1): VerifyFull checks the name too.
+            builder.Host = "localhost";
+            builder.SslMode = SslMode.VerifyFull;
+            builder.RootCertificate = CrashServices.TlsCertificateAuthority;
+        }
+
+        return builder.ConnectionString;
     }
 
     private async Task CreateDatabasesAsync()
     {
         var journalServer = _options.Services?.PostgreSql
-            ?? (_options.JournalOnCrashServer ? CrashServices.PostgreSql : CrashServices.StablePostgreSql);
+            ?? (_options.JournalOnCrashServer || _options.Tls ? CrashServices.PostgreSql : CrashServices.StablePostgreSql);
         JournalConnectionString = await CrashServices.CreateDatabaseAsync(journalServer, $"crash_{Suffix}_journal");
         BankAConnectionString = await CrashServices.CreateDatabaseAsync(BankServer, $"crash_{Suffix}_a");
         BankBConnectionString = await CrashServices.CreateDatabaseAsync(BankServer, $"crash_{Suffix}_b");

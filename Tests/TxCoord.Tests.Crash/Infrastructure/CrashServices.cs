@@ -25,6 +25,12 @@ internal static class CrashServices
     /// <summary>The crash set's RabbitMQ.</summary>
     public static Uri RabbitMq => new(_env["TXCOORD_RABBITMQ"]);
 
+    /// <summary>The crash set's RabbitMQ TLS listener (amqps://, a certificate for localhost).</summary>
+    public static Uri RabbitMqTls => new(_env["TXCOORD_RABBITMQ_TLS"]);
+
+    /// <summary>The PEM file of the CA that signed the crash set's server certificates.</summary>
+    public static string TlsCertificateAuthority => _env["TXCOORD_TLS_CA"];
+
     /// <summary>The PostgreSQL nobody restarts: the one <c>./run.sh test</c> started (TXCOORD_TEST_PG).</summary>
     public static string StablePostgreSql =>
         Environment.GetEnvironmentVariable("TXCOORD_TEST_PG") is { Length: > 0 } value
@@ -129,6 +135,18 @@ internal static class CrashServices
         }
 
         return ConnectionString(server, name);
+    }
+
+    /// <summary>Runs <c>rabbitmqctl</c> against the crash set's node and returns its output; fails the test when it fails.</summary>
+    public static async Task<string> RabbitMqCtlAsync(params string[] arguments)
+    {
+        var result = await RunScriptAsync(TimeSpan.FromMinutes(2), ["rabbitmqctl", .. arguments]);
+        if (result.ExitCode != 0)
+        {
+            Assert.Fail($"scripts/services.sh rabbitmqctl {string.Join(' ', arguments)} (mode {Mode}) failed (exit {result.ExitCode}):{Environment.NewLine}{result.Output}");
+        }
+
+        return result.Output;
     }
 
     private static async Task RunOrFailAsync(string command, string argument)

@@ -41,7 +41,14 @@ try
     builder.Services.AddMassTransit(bus => bus.UsingRabbitMq((context, rabbit) =>
     {
         // The URI carries user and password (amqp://user:password@host:port/vhost): MassTransit reads them from it.
-        rabbit.Host(rabbitMq, $"txcoord-sample-{participantId}", _ => { });
+        rabbit.Host(rabbitMq, $"txcoord-sample-{participantId}", host =>
+        {
+            // amqps://: TLS, the broker's certificate checked against the URI's host (docs/tls.md).
+            if (rabbitMq.Scheme == "amqps")
+            {
+                host.UseSsl(ssl => ssl.ServerName = rabbitMq.Host);
+            }
+        });
         rabbit.ConfigureTxCoordParticipantEndpoints(context);
     }));
 
