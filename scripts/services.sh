@@ -142,8 +142,12 @@ _txc_configure() {
         return 2
     fi
     read -r TXC_PG_PORT TXC_PG_NOPREP_PORT TXC_AMQP_PORT TXC_DIST_PORT <<<"$ports"
-    # RabbitMQ's TLS listener: one below the plain one (20671 for test, ...).
+    # RabbitMQ's TLS listener: one below the plain one (23671 for crash, ...).
     TXC_AMQPS_PORT=$((TXC_AMQP_PORT - 1))
+    # TLS on the servers only for the crash tests' set (LeastPrivilegeTests) and the developers'
+    # sets: with ssl = on, Npgsql's default (SSL Mode=Prefer) would encrypt every connection of
+    # the suite and the benchmark, and change what they measure.
+    case "$mode" in crash|dev*) TXC_TLS=1 ;; *) TXC_TLS=0 ;; esac
 
     # An inherited TXCOORD_RUN_DIR that belongs to ANOTHER mode (exported by an outer
     # run.sh) must not be reused, or the two modes would wipe each other's state.
@@ -250,7 +254,7 @@ _txc_write_state() {
     local f="$TXC_RUN_DIR/services.env" v
     {
         echo "# written by scripts/services.sh; source it to reach this run's services"
-        for v in TXC_MODE TXC_RUN_DIR TXC_PG_PORT TXC_PG_NOPREP_PORT TXC_AMQP_PORT TXC_AMQPS_PORT TXC_DIST_PORT TXC_TLS_DIR \
+        for v in TXC_MODE TXC_RUN_DIR TXC_PG_PORT TXC_PG_NOPREP_PORT TXC_AMQP_PORT TXC_AMQPS_PORT TXC_DIST_PORT TXC_TLS_DIR TXC_TLS \
                  TXC_PG_DIR TXC_PG_NOPREP_DIR TXC_RMQ_DIR TXC_RMQ_NODE TXC_RMQ_HOME TXC_PG_BIN \
                  TXC_RMQ_BIN TXC_EPMD_OURS TXC_OWNER_PID; do
             printf '%s=%q\n' "$v" "${!v}"
@@ -286,8 +290,12 @@ _txc_export() {
     export TXCOORD_RABBITMQ_NODE="$TXC_RMQ_NODE"
     # TLS (docs/tls.md): the run's own CA, PostgreSQL with ssl = on (plain connections still
     # accepted), RabbitMQ's TLS listener. The certificates name localhost and 127.0.0.1.
-    export TXCOORD_TLS_CA="$TXC_TLS_DIR/ca.pem"
-    export TXCOORD_RABBITMQ_TLS="amqps://guest:guest@localhost:$TXC_AMQPS_PORT/"
+    if (( TXC_TLS )); then
+        export TXCOORD_TLS_CA="$TXC_TLS_DIR/ca.pem"
+        export TXCOORD_RABBITMQ_TLS="amqps://guest:guest@localhost:$TXC_AMQPS_PORT/"
+    else
+        unset TXCOORD_TLS_CA TXCOORD_RABBITMQ_TLS
+    fi
 }
 
 # A private CA and a server certificate for localhost / 127.0.0.1 signed by it, with a copy
@@ -749,8 +757,8 @@ log.console = false
 # `guest` may only connect over loopback (the default): we only use 127.0.0.1.
 loopback_users.guest = true
 EOF
-    _txc_tls_certs || return
-    {
+    if (( TXC_TLS )); then _txc_tls_certs || return; fi
+    (( TXC_TLS )) && {
         echo "# TLS listener (docs/tls.md), on the run's own certificates"
         echo "listeners.ssl.1 = 127.0.0.1:$TXC_AMQPS_PORT"
         echo "ssl_options.cacertfile = $TXC_TLS_DIR/ca.pem"
@@ -768,7 +776,7 @@ EOF
 
     # --- PostgreSQL #1: coordinator journal + the two bank participants. ---
     _txc_pg_init "$TXC_PG_DIR" "$TXC_PG_PORT" 200 300 128MB || return
-    {
+    (( TXC_TLS )) && {
         echo "# TLS (docs/tls.md), on the run's own certificates; plain connections are still accepted"
         echo "ssl = on"
         echo "ssl_cert_file = '$TXC_TLS_DIR/server.crt'"
@@ -789,7 +797,8 @@ EOF
     _txc_log "  TXCOORD_PG=$TXCOORD_PG"
     _txc_log "  TXCOORD_PG_NOPREPARED=$TXCOORD_PG_NOPREPARED"
     _txc_log "  TXCOORD_RABBITMQ=$TXCOORD_RABBITMQ  (node $TXCOORD_RABBITMQ_NODE)"
-    _txc_log "  TXCOORD_RABBITMQ_TLS=$TXCOORD_RABBITMQ_TLS  TXCOORD_TLS_CA=$TXCOORD_TLS_CA"
+    (( TXC_TLS )) && _txc_log "  TXCOORD_RABBITMQ_TLS=$TXCOORD_RABBITMQ_TLS  TXCOORD_TLS_CA=$TXCOORD_TLS_CA"
+    return 0
 }
 
 # True when a server of this run dir is still running.
