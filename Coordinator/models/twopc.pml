@@ -53,6 +53,39 @@
  *   -DDECISION_REFUSED         a commit-decision write that meets an aborted row is refused and
  *                              the transaction aborts (DecisionRefused, the code today); without
  *                              it, as first modelled, the write is retried for ever
+ *   -DWORKS=2                  two works to every participant (default 1), each numbered
+ *                              (TxCoord-WorkSequence); the coordinator's PrepareBranch carries
+ *                              the count (CommitTransaction.WorkCounts -> PrepareBranch.WorkCount)
+ *                              and a Working branch that does not hold works 1..n rolls back and
+ *                              votes No (Branch.MissingWorks). With EARLY_PREPARE the second work
+ *                              may carry the Prepare header; the branch prepares early only if it
+ *                              holds works 1..2 (the work's own number is its count). The
+ *                              participant crash can fall between the works: the open transaction
+ *                              and the in-memory branch are lost, the next work begins a fresh one.
+ *   -DNO_WORK_COUNT            with WORKS=2, the code before the work count: a branch prepares
+ *                              (late or early) whatever works it holds
+ *   -DAWAIT_WORKS              with WORKS=2, the initiator commits only once every work was
+ *                              answered Succeeded (the application awaits each SendAsync; a
+ *                              refused or unanswered work makes CommitAsync roll back). Without
+ *                              it the initiator may commit at any moment after sending, which
+ *                              is more permissive; with it a lost work can only be one that ran
+ *                              and was rolled back by a participant's restart.
+ *   -DMAXJCRASH=k              the journal's PostgreSQL crashes at most k times (default 0): every
+ *                              row not yet flushed is lost (unforced rows are written with
+ *                              synchronous_commit off). Forced writes (the commit decision, the
+ *                              presumed abort of PresumeAbortAsync) are flushed before they
+ *                              return; an unforced one becomes durable when the WAL writer (or any
+ *                              other forced commit) flushes it, at any later moment. The
+ *                              coordinator process keeps its memory; what has left memory is
+ *                              decided afresh from the journal (FindAsync), as the code does.
+ *   -DUNFORCED_ABORT_ROW       with MAXJCRASH: the presumed-abort row (an outcome question or a
+ *                              Yes vote for a transaction not in memory) written unforced and
+ *                              the Aborted/AbortBranch answer sent before it is durable (the code
+ *                              before 6f6fc7f)
+ *   -DFORCED_ABORTING_ROW      with MAXJCRASH: the Aborting phase's abort row (a No vote, a vote
+ *                              timeout, a rollback, AbortUnknown) forced too before AbortBranch
+ *                              and the reply leave; the code today writes it unforced
+ *                              (TransactionEngine.Abort, CoordinatorRuntime.RecordAbortAsync)
  *   -DBUG_UNILATERAL_ABORT     negative control: a prepared participant that hears nothing
  *                              rolls back on its own
  *   -DBUG_UNFORCED_DECISION    negative control: CommitBranch leaves before the decision is durable
@@ -69,6 +102,9 @@
  *               peer can tell it), and never while (or before) the journal holds a commit
  *               decision
  *   truthful    the initiator is never told an outcome that a participant contradicts
+ *   whole       no participant commits a branch that lacks a work the initiator sent it (with
+ *               WORKS=2; the initiator always sends every work, so a committed transaction
+ *               has all its works committed or none)
  */
 
 #ifndef N
@@ -80,6 +116,16 @@
 #ifndef MAXPCRASH
 #define MAXPCRASH 1
 #endif
+#ifndef WORKS
+#define WORKS 1
+#endif
+#ifndef MAXJCRASH
+#define MAXJCRASH 0
+#endif
+#if WORKS != 1 && WORKS != 2
+#error "WORKS must be 1 or 2"
+#endif
+#define WALL ((1 << WORKS) - 1)
 
 #ifdef EARLY_PREPARE
 #define DECISION_REFUSED
@@ -126,6 +172,18 @@
 byte pst[N];          /* participant branch */
 bit  votedYes[N];     /* ghost: the participant voted Yes */
 byte pcrash;          /* participant process crashes so far */
+#if WORKS > 1
+byte pw[N];           /* the works the branch holds, bit w-1 for work w (Branch.Works); kept after commit */
+byte nWork2;          /* the second work messages, one bit per participant (nWork: the first) */
+#ifdef AWAIT_WORKS
+byte wok1, wok2;      /* the work 1 / work 2 answers that said Succeeded, one bit per participant */
+#define OK1(i) ADD(wok1, i)
+#define OK2(i) ADD(wok2, i)
+#else
+#define OK1(i) skip
+#define OK2(i) skip
+#endif
+#endif
 
 byte jrow = J_NONE;   /* the journal row */
 bit  jinflight;       /* INFLIGHT_DECISION_WRITE: the decision insert is on its way */
@@ -134,6 +192,14 @@ byte votes;           /* Yes votes received */
 byte acks;            /* commit acknowledgements received */
 byte ccrash;          /* coordinator crashes so far */
 bit  abortSaid;       /* ghost: the coordinator told someone "aborted" */
+#if MAXJCRASH > 0
+byte jdur = J_NONE;   /* the journal row as flushed: what a crash of the journal's server leaves */
+byte jcrash;          /* journal crashes so far */
+/* a forced write: flushed before it returns, with all WAL before it */
+#define FLUSH jdur = jrow
+#else
+#define FLUSH skip
+#endif
 
 /* messages in flight, one bit per participant */
 byte nWork, nPrepare, nCommit, nAbort, nYes, nNo, nAck, nAsk, nOutC, nOutA;
@@ -166,6 +232,22 @@ byte relay;           /* the Yes votes the initiator relays (CommitTransaction.P
 ltl consistent { [] !(ANYC && ANYA) }
 ltl alone      { [] !ALONE }
 ltl truthful   { [] !((toldC && ANYA) || (toldA && ANYC)) }
+#if WORKS > 1
+#define LOST_AT(i) (pst[i] == P_COMMITTED && pw[i] != WALL)
+#if N == 2
+#define LOSTWORK (LOST_AT(0) || LOST_AT(1))
+#else
+#define LOSTWORK (LOST_AT(0) || LOST_AT(1) || LOST_AT(2))
+#endif
+#ifdef NO_WORK_COUNT
+#define HOLDSALL(i) true
+#else
+#define HOLDSALL(i) (pw[i] == WALL)
+#endif
+#else
+#define LOSTWORK false
+#endif
+ltl whole      { [] !LOSTWORK }
 
 /* The coordinator process may die here (at most MAXCRASH times in a run). */
 #define CRASHPOINT if :: ccrash < MAXCRASH -> ccrash++; goto crashed :: true -> skip fi
@@ -200,7 +282,17 @@ proctype Participant(byte i) {
     byte k;
     do
     /* HandleWorkAsync/RunWorkAsync: work starts only on a branch whose status is Unknown. */
+#if WORKS == 1
     :: atomic { HAS(nWork, i) && pst[i] == P_UNKNOWN -> pst[i] = P_WORKING; printf("P%d: work\n", i) }
+#else
+    /* Work w (TxCoord-WorkSequence w): on an Unknown branch it begins a fresh one; on a Working
+     * branch it runs in it, unless the branch holds it already (a redelivery: not run twice, no
+     * change); any other branch refuses it (no change). */
+    :: atomic { HAS(nWork, i) && (pst[i] == P_UNKNOWN || (pst[i] == P_WORKING && !HAS(pw[i], 0))) ->
+        pst[i] = P_WORKING; ADD(pw[i], 0); OK1(i); printf("P%d: work 1 (the branch holds works %d)\n", i, pw[i]) }
+    :: atomic { HAS(nWork2, i) && (pst[i] == P_UNKNOWN || (pst[i] == P_WORKING && !HAS(pw[i], 1))) ->
+        pst[i] = P_WORKING; ADD(pw[i], 1); OK2(i); printf("P%d: work 2 (the branch holds works %d)\n", i, pw[i]) }
+#endif
 #ifdef EARLY_PREPARE
     /* HandleWorkAsync with the Prepare header: under the branch lock (no AbortBranch, Prepare,
      * expiry or peer question gets in between), RunWorkAsync on an Unknown branch, then
@@ -210,20 +302,49 @@ proctype Participant(byte i) {
      * an Unknown branch and the work message redelivered: the same as not yet delivered. A
      * branch that is not Unknown refuses the work (the answer does not matter: the initiator can
      * always roll back, or commit without waiting for an answer). */
+#if WORKS == 1
     :: atomic { HAS(nWorkP, i) && pst[i] == P_UNKNOWN ->
         if
         :: pst[i] = P_PREPARED; votedYes[i] = 1; ADD(nDoneP, i); printf("P%d: work with prepare: PREPARE, answers Prepared (Yes)\n", i)
         :: pst[i] = P_ABORTED; printf("P%d: work with prepare refused or PREPARE failed: rolled back\n", i)
         fi }
+#else
+    /* the second (last) work with the Prepare header: it runs on an Unknown branch (a fresh one)
+     * or a Working one (a redelivery of a work it holds is not run again, and the prepare still
+     * follows); PrepareEarlyAsync with WorkCount = the work's own number, 2: the branch must hold
+     * works 1..2, otherwise it rolls back and the work is refused */
+    :: atomic { HAS(nWorkP, i) && (pst[i] == P_UNKNOWN || pst[i] == P_WORKING) ->
+        ADD(pw[i], 1);
+        if
+        :: HOLDSALL(i) ->
+            if
+            :: pst[i] = P_PREPARED; votedYes[i] = 1; ADD(nDoneP, i); OK2(i); printf("P%d: work 2 with prepare, holds works %d: PREPARE, answers Prepared (Yes)\n", i, pw[i])
+            :: pst[i] = P_ABORTED; printf("P%d: work 2 with prepare refused or PREPARE failed: rolled back\n", i)
+            fi
+        :: else -> pst[i] = P_ABORTED; printf("P%d: work 2 with prepare, holds works %d, not 1..2: rolled back, refused\n", i, pw[i])
+        fi }
+#endif
 #endif
     /* the handler refuses, or ExpireBranchesAsync: the branch timeout passed before Prepare */
     :: atomic { pst[i] == P_WORKING -> pst[i] = P_ABORTED; printf("P%d: work refused or expired\n", i) }
     /* the participant process dies: PostgreSQL rolls the open transaction back, no marker */
+#if WORKS == 1
     :: atomic { pst[i] == P_WORKING && pcrash < MAXPCRASH -> pcrash++; pst[i] = P_UNKNOWN; printf("P%d: crash\n", i) }
+#else
+    :: atomic { pst[i] == P_WORKING && pcrash < MAXPCRASH -> pcrash++; pst[i] = P_UNKNOWN; pw[i] = 0; printf("P%d: crash: the branch and its works are lost\n", i) }
+#endif
     /* HandlePrepareAsync/PrepareAsync */
     :: atomic { HAS(nPrepare, i) ->
         if
+#if WORKS > 1
+        /* Branch.MissingWorks: PrepareBranch.WorkCount is 2; a branch without works 1..2 (work 1
+         * lost in a restart of this participant, or not delivered yet) rolls back, votes No */
+        :: pst[i] == P_WORKING && !HOLDSALL(i) ->
+            pst[i] = P_ABORTED; ADD(nNo, i); printf("P%d: Prepare: holds works %d, not 1..2: rolled back, votes No\n", i, pw[i])
+        :: pst[i] == P_WORKING && HOLDSALL(i) ->
+#else
         :: pst[i] == P_WORKING ->
+#endif
             if
             :: pst[i] = P_PREPARED; votedYes[i] = 1; ADD(nYes, i); printf("P%d: PREPARE, votes Yes\n", i)
             :: pst[i] = P_ABORTED; ADD(nNo, i); printf("P%d: PREPARE failed, votes No\n", i)
@@ -289,6 +410,9 @@ inline abortAll() {
     :: jrow == J_NONE -> jrow = J_ABORTED
     :: else -> skip
     fi;
+#ifdef FORCED_ABORTING_ROW
+    FLUSH;
+#endif
     if
     :: JCOMMIT ->
         printf("C: abort refused, the journal holds a commit decision\n");
@@ -416,6 +540,9 @@ restart:
             :: jrow == J_NONE -> jrow = J_ABORTED
             :: else -> skip
             fi;
+#ifndef UNFORCED_ABORT_ROW
+            FLUSH;                                                 /* PresumeAbortAsync: forced */
+#endif
             if
             :: JCOMMIT -> ADD(nCommit, k)
             :: else -> abortSaid = 1; ADD(nAbort, k); printf("C: Yes from P%d for an aborted transaction: AbortBranch\n", k)
@@ -450,7 +577,7 @@ restart:
         :: else -> skip
         fi;
         if
-        :: JCOMMIT -> decisionDurable()
+        :: JCOMMIT -> FLUSH; decisionDurable()
 #ifdef DECISION_REFUSED
         :: jrow == J_ABORTED -> printf("C: decision refused: the row says aborted\n"); abortAll()
 #endif
@@ -503,6 +630,9 @@ restart:
             :: jrow == J_NONE -> jrow = J_ABORTED
             :: else -> skip
             fi;
+#ifndef UNFORCED_ABORT_ROW
+            FLUSH;                                                 /* PresumeAbortAsync: forced */
+#endif
 #endif
 #ifdef FIX_OUTCOME_REREAD
             wasCommit = JCOMMIT;
@@ -528,19 +658,31 @@ crashed:
     goto restart
 }
 
-#ifdef INFLIGHT_DECISION_WRITE
+#if defined(INFLIGHT_DECISION_WRITE) || MAXJCRASH > 0
 /* PostgreSQL finishing the decision insert, whether or not the process that sent it is still
  * alive (it died after sending COMMIT), or dropping it (it died before). ON CONFLICT DO
- * NOTHING: a row already there stays. */
+ * NOTHING: a row already there stays. With MAXJCRASH: the server flushes unforced rows at any
+ * moment (the WAL writer, another transaction's forced commit), or crashes and comes back with
+ * only what was flushed; a decision write in flight then is lost (the coordinator sees it fail
+ * and writes again). */
 active proctype JournalServer() {
     do
+#ifdef INFLIGHT_DECISION_WRITE
     :: atomic { jinflight ->
         if
         :: jrow == J_NONE -> jrow = J_COMMITTING; printf("PG: the decision write lands\n")
         :: else -> skip
         fi;
+        FLUSH;
         jinflight = 0 }
     :: atomic { jinflight -> jinflight = 0 }
+#endif
+#if MAXJCRASH > 0
+    :: atomic { jdur != jrow -> jdur = jrow; printf("PG: WAL flushed (the row %d is durable)\n", jrow) }
+    :: atomic { jcrash < MAXJCRASH ->
+        jcrash++; jrow = jdur; jinflight = 0;
+        printf("PG: the journal's server CRASHES and restarts: the row is now %d (0 = none)\n", jrow) }
+#endif
     od
 }
 #endif
@@ -554,11 +696,21 @@ active proctype Initiator() {
     byte k;
     /* the participants declared at Begin (TransactionOptions.Participants): every one gets
      * work, each SendAsync with prepare: true or plain */
+#if WORKS > 1
+    /* the first work plain to every participant, the second (the last) with prepare: true or plain */
+    nWork = ALL;
+    k = 0;
+    do
+    :: k < N -> if :: ADD(nWorkP, k) :: ADD(nWork2, k) fi; k++
+    :: else -> k = 0; break
+    od;
+#else
     k = 0;
     do
     :: k < N -> if :: ADD(nWorkP, k) :: ADD(nWork, k) fi; k++
     :: else -> k = 0; break
     od;
+#endif
     /* Prepared answers collected (_prepared); any subset of those that arrived: an answer may
      * be lost, or the app commits without awaiting every SendAsync */
     do
@@ -568,9 +720,16 @@ active proctype Initiator() {
 #else
     /* GlobalTransaction.SendAsync: the work to every participant (some may never arrive) */
     nWork = ALL;
+#if WORKS > 1
+    nWork2 = ALL;
+#endif
 #endif
     if
+#ifdef AWAIT_WORKS
+    :: atomic { wok1 == ALL && wok2 == ALL -> nCommitTx = 1; printf("I: every work answered Succeeded: CommitAsync\n") }
+#else
     :: nCommitTx = 1                      /* CommitAsync */
+#endif
     :: nRollbackTx = 1                    /* RollbackAsync: a branch refused, or the app */
     fi;
     do

@@ -142,6 +142,136 @@ public sealed class ModelCheckTests
         Assert.That(result.Output, Does.Contain("Begin with relayed Yes votes"), "the counterexample should go through a relayed vote");
     }
 
+    // ---- 2PC, two works per participant (twopc.pml -DWORKS=2) --------------------------------------
+
+    /// <summary>
+    /// Issue 10 item 1: two numbered works to every participant, the participant crash may fall
+    /// between them (its open transaction and in-memory branch are lost, the next work begins a
+    /// fresh branch), PrepareBranch carries the work count and a branch without works 1..n votes
+    /// No. The rules of today otherwise, two coordinator crashes, a late decision write.
+    /// </summary>
+    private static readonly string[] TwoPhaseTwoWorks = ["-DWORKS=2", .. TwoPhaseSafeRules];
+
+    [Test]
+    public async Task TwoPhaseTwoWorks_ParticipantCrashBetweenWorksWorkCountAtPrepare_NoBranchCommitsWithoutEveryWork()
+    {
+        var result = await SpinCheck.SafetyAsync("twopc.pml", "whole", TwoPhaseTwoWorks);
+
+        Assert.That(result.Errors, Is.Zero, result.Output);
+    }
+
+    [Test]
+    public async Task TwoPhaseTwoWorks_ParticipantCrashBetweenWorksWorkCountAtPrepare_NeverOneCommittedAndAnotherAborted()
+    {
+        var result = await SpinCheck.SafetyAsync("twopc.pml", "consistent", TwoPhaseTwoWorks);
+
+        Assert.That(result.Errors, Is.Zero, result.Output);
+    }
+
+    [Test]
+    public async Task TwoPhaseTwoWorks_PrepareWithoutTheWorkCount_CheckerFindsABranchCommittedThatLostWork1InARestart()
+    {
+        // The code before the work count: a branch prepares whatever it holds. The initiator
+        // commits only after every work answered Succeeded, so the lost work is one that ran and
+        // was rolled back by the participant's restart.
+        var result = await SpinCheck.SafetyAsync("twopc.pml", "whole", [.. TwoPhaseTwoWorks, "-DNO_WORK_COUNT", "-DAWAIT_WORKS"]);
+
+        AssertCounterexample(result);
+        Assert.That(result.Output, Does.Contain("crash: the branch and its works are lost"), "the lost work should be lost in a participant restart");
+    }
+
+    /// <summary>
+    /// Early prepare with two works: the second (last) may carry the Prepare header, and the branch
+    /// prepares early only if it holds works 1..2. No coordinator crash here (with one: 8.1 million
+    /// states, about 25 s, run by hand, see Coordinator/models/README.md).
+    /// </summary>
+    private static readonly string[] TwoPhaseEarlyPrepareTwoWorks = ["-DWORKS=2", "-DEARLY_PREPARE", "-DFIX_TOMBSTONE", "-DINFLIGHT_DECISION_WRITE", "-DMAXCRASH=0"];
+
+    [Test]
+    public async Task TwoPhaseEarlyPrepareTwoWorks_WorkCountAtEarlyPrepare_NoBranchCommitsWithoutEveryWork()
+    {
+        var result = await SpinCheck.SafetyAsync("twopc.pml", "whole", TwoPhaseEarlyPrepareTwoWorks);
+
+        Assert.That(result.Errors, Is.Zero, result.Output);
+    }
+
+    [Test]
+    public async Task TwoPhaseEarlyPrepareTwoWorks_EarlyPrepareWithoutTheWorkCount_CheckerFindsTheRelayedVoteOfABranchThatLostWork1()
+    {
+        var result = await SpinCheck.SafetyAsync(
+            "twopc.pml", "whole", [.. TwoPhaseEarlyPrepareTwoWorks, "-DNO_WORK_COUNT", "-DAWAIT_WORKS"]);
+
+        AssertCounterexample(result);
+        Assert.That(result.Output, Does.Contain("crash: the branch and its works are lost"), "the lost work should be lost in a participant restart");
+        Assert.That(result.Output, Does.Contain("holds works 2: PREPARE"), "the branch should prepare early without work 1");
+    }
+
+    // ---- 2PC, crashes of the journal's server (twopc.pml -DMAXJCRASH) -----------------------------
+
+    /// <summary>
+    /// Issue 10 item 3: the journal's PostgreSQL crashes (twice) and loses every row not yet
+    /// flushed. Every abort row someone is told about is forced first: the presumed abort (as the
+    /// code does) and the Aborting phase's row (<c>-DFORCED_ABORTING_ROW</c>; the code today writes
+    /// that one unforced, see the next tests). Two coordinator crashes, a late decision write.
+    /// </summary>
+    private static readonly string[] TwoPhaseJournalCrashAbortRowsForced = [.. TwoPhaseSafeRules, "-DMAXJCRASH=2", "-DFORCED_ABORTING_ROW"];
+
+    [Test]
+    public async Task TwoPhaseJournalCrash_EveryToldAbortRowForced_NeverOneCommittedAndAnotherAborted()
+    {
+        var result = await SpinCheck.SafetyAsync("twopc.pml", "consistent", TwoPhaseJournalCrashAbortRowsForced);
+
+        Assert.That(result.Errors, Is.Zero, result.Output);
+    }
+
+    [Test]
+    public async Task TwoPhaseJournalCrash_EveryToldAbortRowForced_InitiatorNeverToldAnOutcomeAParticipantContradicts()
+    {
+        var result = await SpinCheck.SafetyAsync("twopc.pml", "truthful", TwoPhaseJournalCrashAbortRowsForced);
+
+        Assert.That(result.Errors, Is.Zero, result.Output);
+    }
+
+    [Test]
+    public async Task TwoPhaseEarlyPrepareJournalCrash_EveryToldAbortRowForced_NeverOneCommittedAndAnotherAborted()
+    {
+        // One journal crash, no coordinator crash (with one and a late decision write: 10.4
+        // million states, about 33 s, run by hand).
+        var result = await SpinCheck.SafetyAsync(
+            "twopc.pml", "consistent", "-DEARLY_PREPARE", "-DFIX_TOMBSTONE", "-DMAXCRASH=0", "-DMAXJCRASH=1", "-DFORCED_ABORTING_ROW");
+
+        Assert.That(result.Errors, Is.Zero, result.Output);
+    }
+
+    [Test]
+    public async Task TwoPhaseEarlyPrepareJournalCrash_PresumedAbortRowUnforced_CheckerFindsTheRelayedYesCommittedAfterTheAskerRolledBack()
+    {
+        // PresumeAbortAsync before 6f6fc7f: the row unforced, "Aborted" told at once. The asker
+        // rolls back, the crash loses the row, the CommitTransaction relaying its Yes commits.
+        var result = await SpinCheck.SafetyAsync(
+            "twopc.pml", "consistent",
+            "-DEARLY_PREPARE", "-DFIX_TOMBSTONE", "-DMAXCRASH=0", "-DMAXJCRASH=1", "-DFORCED_ABORTING_ROW", "-DUNFORCED_ABORT_ROW");
+
+        AssertCounterexample(result);
+        Assert.That(result.Output, Does.Contain("CRASHES"), "the counterexample should go through a journal crash");
+        Assert.That(result.Output, Does.Contain("Begin with relayed Yes votes"), "the counterexample should go through a relayed vote");
+    }
+
+    [Test]
+    public async Task TwoPhaseJournalCrash_AbortingPhaseRowUnforcedAsCodedToday_CheckerFindsAnAbortedTransactionBegunAgainAndCommitted()
+    {
+        // TransactionEngine.Abort / CoordinatorRuntime.RecordAbortAsync today: the abort row of a
+        // No vote, a vote timeout, a rollback or AbortUnknown is written unforced, then AbortBranch
+        // and the reply Aborted leave. The crash loses the row; a later CommitTransaction begins
+        // the transaction again and commits beside the branch that rolled back. Not fixed in the
+        // code yet: this documents the hole (Coordinator/models/README.md, finding 5).
+        var result = await SpinCheck.SafetyAsync(
+            "twopc.pml", "consistent", "-DFIX_TOMBSTONE", "-DINFLIGHT_DECISION_WRITE", "-DMAXCRASH=0", "-DMAXJCRASH=1");
+
+        AssertCounterexample(result);
+        Assert.That(result.Output, Does.Contain("CRASHES"), "the counterexample should go through a journal crash");
+    }
+
     // ---- 3PC with termination: crash-only failures (threepc.pml) ----------------------------------
 
     /// <summary>
