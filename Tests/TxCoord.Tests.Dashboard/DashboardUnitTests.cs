@@ -178,6 +178,42 @@ public sealed class DashboardUnitTests
         });
     }
 
+    // Keys that could be guessed or brute-forced: too short, too few different characters, or one
+    // character so frequent that the key carries little entropy. Each must stop the start.
+    [TestCase("aaaaaaaaaaaaaaaa", "at least 24 characters")]
+    [TestCase("0123456789abcdefghijklm", "at least 24 characters")]
+    [TestCase("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "at least 10 different characters")]
+    [TestCase("abababababababababababababababab", "at least 10 different characters")]
+    [TestCase("12341234123412341234123412abcd", "at least 10 different characters")]
+    [TestCase("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa0123456789", "estimated entropy")]
+    public void Settings_WeakKey_RefusedNamingTheKeyAndHowToMakeOne(string weak, string message)
+    {
+        foreach (var key in new[] { DashboardSettings.AdminApiKeyKey, DashboardSettings.ReadApiKeyKey })
+        {
+            var configuration = new ConfigurationBuilder().AddInMemoryCollection([new(key, weak)]).Build();
+            var ok = DashboardSettings.TryRead(configuration, out _, out var error);
+            Assert.Multiple(() =>
+            {
+                Assert.That(ok, Is.False, $"{key} = '{weak}' was accepted");
+                Assert.That(error, Does.Contain(key).And.Contain(message).And.Contain("openssl rand -base64 32"));
+                Assert.That(error, Does.Not.Contain(weak), "the key itself is never printed");
+            });
+        }
+    }
+
+    // What 'openssl rand -base64 32' and 'openssl rand -hex 24' print, and the keys the tests use.
+    [TestCase("q3J8v0Zc9mW1tYbXh5kR2pLs7Nf4Ue6Gd0aQwCzVyHo=")]
+    [TestCase("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822c")]
+    [TestCase("test-admin-key-0123456789abcdef")]
+    [TestCase("test-read-key-0123456789abcdef")]
+    [TestCase("unit-admin-key-0123456789abcdef")]
+    public void Settings_RandomKey_Accepted(string key)
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection([new(DashboardSettings.AdminApiKeyKey, key)]).Build();
+        Assert.That(DashboardSettings.TryRead(configuration, out var settings, out var error), Is.True, error);
+        Assert.That(settings!.AdminEnabled, Is.True);
+    }
+
     [TestCase("-00:00:00.001", "is not a TimeSpan of zero or more")]
     [TestCase("00:00:02", "must lie between 00:00:00 (no batching) and 00:00:01")]
     public void CoordinatorSettings_BadBatchWindow_RefusedNamingTheKey(string value, string message)
