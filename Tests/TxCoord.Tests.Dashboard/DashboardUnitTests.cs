@@ -160,7 +160,7 @@ public sealed class DashboardUnitTests
         });
     }
 
-    [TestCase("TxCoord:Dashboard:AdminApiKey", "short", "must be at least 16 characters")]
+    [TestCase("TxCoord:Dashboard:AdminApiKey", "short", "must be at least 24 characters")]
     [TestCase("TxCoord:Dashboard:ReadApiKey", "has spaces in it 0123456789", "without spaces")]
     [TestCase("TxCoord:Dashboard:OpenOnLoopback", "maybe", "is not true or false")]
     [TestCase("TxCoord:Dashboard:StuckAfter", "-00:00:05", "is not a positive TimeSpan")]

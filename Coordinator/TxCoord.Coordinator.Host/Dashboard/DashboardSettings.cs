@@ -7,7 +7,8 @@ namespace TxCoord.Coordinator.Host.Dashboard;
 /// <summary>
 /// The dashboard's configuration, checked at start. Keys (all optional):
 /// <list type="bullet">
-/// <item><c>TxCoord:Dashboard:AdminApiKey</c>: the key of the admin actions. No default: without it they are off.</item>
+/// <item><c>TxCoord:Dashboard:AdminApiKey</c>: the key of the admin actions. No default: without it they are off.
+/// Keys must be random: at least 24 characters, 10 different ones, an estimated 80 bits.</item>
 /// <item><c>TxCoord:Dashboard:ReadApiKey</c>: a key that may read but not act.</item>
 /// <item><c>TxCoord:Dashboard:OpenOnLoopback</c>: read without a key from 127.0.0.1/::1 (default true).</item>
 /// <item><c>TxCoord:Dashboard:InDoubtAfter</c>, <c>TxCoord:Dashboard:StuckAfter</c>: attention thresholds (TimeSpan).</item>
@@ -30,7 +31,20 @@ internal sealed class DashboardSettings
     public const string StuckAfterKey = Section + ":StuckAfter";
 
     /// <summary>Keys shorter than this are refused: they could be guessed.</summary>
-    public const int MinimumKeyLength = 16;
+    public const int MinimumKeyLength = 24;
+
+    /// <summary>Keys with fewer different characters are refused: "aaaa..." or "abab..." are long but guessable.</summary>
+    public const int MinimumDistinctKeyCharacters = 10;
+
+    /// <summary>
+    /// Keys whose estimated entropy (the key's length times the Shannon entropy of its own
+    /// character frequencies) is below this are refused. The estimate is a floor against keys
+    /// that a person typed, not a measure of randomness: a key from <see cref="KeyAdvice"/> has
+    /// about 200 bits by it, a random 24-character base64 key never less than about 85.
+    /// </summary>
+    public const double MinimumKeyEntropyBits = 80;
+
+    public const string KeyAdvice = "generate one with 'openssl rand -base64 32'";
 
     public DashboardSettings(
         string? adminApiKey,
@@ -113,13 +127,41 @@ internal sealed class DashboardSettings
             return null;
         }
 
+        // The messages never quote the key: the error goes to the console and the logs.
         if (value.Length < MinimumKeyLength || value.Any(char.IsWhiteSpace))
         {
-            errors.Add($"{key} must be at least {MinimumKeyLength} characters without spaces (e.g. from 'openssl rand -hex 24')");
+            errors.Add($"{key} must be at least {MinimumKeyLength} characters without spaces ({KeyAdvice})");
+            return null;
+        }
+
+        var distinct = value.Distinct().Count();
+        if (distinct < MinimumDistinctKeyCharacters)
+        {
+            errors.Add($"{key} must have at least {MinimumDistinctKeyCharacters} different characters (it has {distinct}): it could be guessed ({KeyAdvice})");
+            return null;
+        }
+
+        var bits = EstimatedEntropyBits(value);
+        if (bits < MinimumKeyEntropyBits)
+        {
+            errors.Add($"{key} has an estimated entropy of {bits:F0} bits, fewer than {MinimumKeyEntropyBits:F0}: some characters repeat too often ({KeyAdvice})");
             return null;
         }
 
         return value;
+    }
+
+    /// <summary>Length times the Shannon entropy of the key's character frequencies, in bits.</summary>
+    internal static double EstimatedEntropyBits(string key)
+    {
+        var perCharacter = 0.0;
+        foreach (var group in key.GroupBy(c => c))
+        {
+            var p = (double)group.Count() / key.Length;
+            perCharacter -= p * Math.Log2(p);
+        }
+
+        return perCharacter * key.Length;
     }
 
     private static TimeSpan ReadTimeSpan(IConfiguration configuration, string key, TimeSpan fallback, List<string> errors)
