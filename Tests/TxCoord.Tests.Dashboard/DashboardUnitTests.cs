@@ -131,6 +131,7 @@ public sealed class DashboardUnitTests
         var access = new DashboardAccess(Settings(AdminKey, ReadKey));
         var context = new DefaultHttpContext();
         context.Connection.RemoteIpAddress = IPAddress.Parse(address);
+        context.Request.Host = new HostString("127.0.0.1:5080");
         if (header is not null)
         {
             context.Request.Headers[header] = "203.0.113.7";
@@ -143,6 +144,47 @@ public sealed class DashboardUnitTests
 
         var decision = access.Check(context, Enum.Parse<DashboardRight>(right));
         Assert.That(decision.StatusCode, Is.EqualTo(expected), decision.Message);
+    }
+
+    [TestCase("localhost", 200)]
+    [TestCase("LOCALHOST:5080", 200)]
+    [TestCase("127.0.0.1", 200)]
+    [TestCase("127.0.0.2:5080", 200)]
+    [TestCase("[::1]:5080", 200)]
+    [TestCase("dash.internal:8080", 200)]
+    [TestCase("Dash.Internal", 200)]
+    [TestCase("", 401)]
+    [TestCase("evil.example", 401)]
+    [TestCase("localhost.evil.example", 401)]
+    [TestCase("evil.localhost", 401)]
+    [TestCase("127.0.0.1.nip.io", 401)]
+    [TestCase("127.1", 401)]
+    [TestCase("2130706433", 401)]
+    [TestCase("10.0.0.5:5080", 401)]
+    [TestCase("[::2]", 401)]
+    public void Access_KeylessLoopbackRead_OnlyWithAHostHeaderNamingThisMachine(string host, int expected)
+    {
+        var access = new DashboardAccess(new DashboardSettings(null, null, openOnLoopback: true, AttentionThresholds.Default, []) { AllowedHosts = ["dash.internal"] });
+        var context = new DefaultHttpContext();
+        context.Connection.RemoteIpAddress = IPAddress.Loopback;
+        context.Request.Host = new HostString(host);
+        var decision = access.Check(context, DashboardRight.Read);
+        Assert.That(decision.StatusCode, Is.EqualTo(expected), decision.Message);
+        if (expected == 401)
+        {
+            Assert.That(decision.Message, Does.Contain("Host header").And.Contain(DashboardSettings.AllowedHostsKey));
+        }
+    }
+
+    [Test]
+    public void Access_ForeignHostHeaderWithAKey_Allowed()
+    {
+        var access = new DashboardAccess(Settings(AdminKey, ReadKey));
+        var context = new DefaultHttpContext();
+        context.Connection.RemoteIpAddress = IPAddress.Loopback;
+        context.Request.Host = new HostString("evil.example");
+        context.Request.Headers.Authorization = "Bearer " + ReadKey;
+        Assert.That(access.Check(context, DashboardRight.Read).StatusCode, Is.EqualTo(200));
     }
 
     [Test]
@@ -164,6 +206,9 @@ public sealed class DashboardUnitTests
     [TestCase("TxCoord:Dashboard:ReadApiKey", "has spaces in it 0123456789", "without spaces")]
     [TestCase("TxCoord:Dashboard:OpenOnLoopback", "maybe", "is not true or false")]
     [TestCase("TxCoord:Dashboard:StuckAfter", "-00:00:05", "is not a positive TimeSpan")]
+    [TestCase("TxCoord:Dashboard:AllowedHosts", "dash.internal,*", "entry '*' is not a host name")]
+    [TestCase("TxCoord:Dashboard:AllowedHosts", "dash.internal:8080", "without port")]
+    [TestCase("TxCoord:Dashboard:AllowedHosts", "http://dash.internal/", "is not a host name")]
     [TestCase("TxCoord:Participants:bad name:ConnectionString", "Host=x", "is not a valid participant id")]
     [TestCase("TxCoord:Participants:bank-a:ConnectionString", "", "is required")]
     [TestCase("TxCoord:Participants:bank-a:ConnectionString", "Port=5432", "names no Host")]

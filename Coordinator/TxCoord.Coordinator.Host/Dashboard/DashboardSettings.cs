@@ -11,6 +11,8 @@ namespace TxCoord.Coordinator.Host.Dashboard;
 /// Keys must be random: at least 24 characters, 10 different ones, an estimated 80 bits.</item>
 /// <item><c>TxCoord:Dashboard:ReadApiKey</c>: a key that may read but not act.</item>
 /// <item><c>TxCoord:Dashboard:OpenOnLoopback</c>: read without a key from 127.0.0.1/::1 (default true).</item>
+/// <item><c>TxCoord:Dashboard:AllowedHosts</c>: host names besides localhost, 127.0.0.1 and [::1] that a keyless
+/// loopback read may name in its Host header (comma-separated, no ports).</item>
 /// <item><c>TxCoord:Dashboard:InDoubtAfter</c>, <c>TxCoord:Dashboard:StuckAfter</c>: attention thresholds (TimeSpan).</item>
 /// <item><c>TxCoord:Participants:&lt;id&gt;:ConnectionString</c>: participant databases, for the prepared-transaction panel.</item>
 /// </list>
@@ -25,6 +27,8 @@ internal sealed class DashboardSettings
     public const string ReadApiKeyKey = Section + ":ReadApiKey";
 
     public const string OpenOnLoopbackKey = Section + ":OpenOnLoopback";
+
+    public const string AllowedHostsKey = Section + ":AllowedHosts";
 
     public const string InDoubtAfterKey = Section + ":InDoubtAfter";
 
@@ -70,6 +74,9 @@ internal sealed class DashboardSettings
 
     public IReadOnlyList<ParticipantDatabase> ParticipantDatabases { get; }
 
+    /// <summary>Host names (no port, IPv6 in brackets) a keyless loopback read may name besides the loopback ones.</summary>
+    public IReadOnlyList<string> AllowedHosts { get; init; } = [];
+
     public bool AdminEnabled => AdminApiKey is not null;
 
     public static bool TryRead(
@@ -92,6 +99,7 @@ internal sealed class DashboardSettings
             errors.Add($"{OpenOnLoopbackKey} '{open}' is not true or false");
         }
 
+        var allowedHosts = ReadAllowedHosts(configuration, errors);
         var inDoubtAfter = ReadTimeSpan(configuration, InDoubtAfterKey, AttentionThresholds.DefaultInDoubtAfter, errors);
         var stuckAfter = ReadTimeSpan(configuration, StuckAfterKey, AttentionThresholds.DefaultStuckAfter, errors);
 
@@ -111,13 +119,16 @@ internal sealed class DashboardSettings
             read,
             openOnLoopback,
             AttentionThresholds.Default with { InDoubtAfter = inDoubtAfter, StuckAfter = stuckAfter },
-            databases);
+            databases)
+        {
+            AllowedHosts = allowedHosts,
+        };
         error = null;
         return true;
     }
 
     public override string ToString() =>
-        $"admin actions {(AdminEnabled ? "on" : "off")}, read key {(ReadApiKey is null ? "not set" : "set")}, open on loopback {OpenOnLoopback}, {ParticipantDatabases.Count} participant database(s)";
+        $"admin actions {(AdminEnabled ? "on" : "off")}, read key {(ReadApiKey is null ? "not set" : "set")}, open on loopback {OpenOnLoopback}{(AllowedHosts.Count > 0 ? $" (also for hosts {string.Join(", ", AllowedHosts)})" : "")}, {ParticipantDatabases.Count} participant database(s)";
 
     private static string? ReadKey(IConfiguration configuration, string key, List<string> errors)
     {
@@ -162,6 +173,27 @@ internal sealed class DashboardSettings
         }
 
         return perCharacter * key.Length;
+    }
+
+    private static string[] ReadAllowedHosts(IConfiguration configuration, List<string> errors)
+    {
+        var text = configuration[AllowedHostsKey];
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return [];
+        }
+
+        var hosts = text.Split([',', ';', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        foreach (var host in hosts)
+        {
+            // A wildcard would switch the check off, and a port is not part of what it compares.
+            if (host.Contains('*', StringComparison.Ordinal) || Uri.CheckHostName(host) == UriHostNameType.Unknown)
+            {
+                errors.Add($"{AllowedHostsKey} entry '{(host.Length <= 60 ? host : host[..60] + "...")}' is not a host name: list names or addresses without port or wildcard, separated by commas (e.g. 'dash.internal,10.0.0.5'); to read without a key from anywhere, configure a {ReadApiKeyKey} instead");
+            }
+        }
+
+        return hosts;
     }
 
     private static TimeSpan ReadTimeSpan(IConfiguration configuration, string key, TimeSpan fallback, List<string> errors)
