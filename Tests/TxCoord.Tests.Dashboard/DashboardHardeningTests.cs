@@ -1,5 +1,9 @@
 using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
 using System.Text.Json;
+using Dapper;
+using Npgsql;
 using TxCoord.Tests.Dashboard.Infrastructure;
 
 namespace TxCoord.Tests.Dashboard;
@@ -74,5 +78,103 @@ public sealed class DashboardHardeningTests
             Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
             Assert.That(body.GetProperty("coordinator").GetProperty("admin").GetProperty("rights").GetString(), Is.EqualTo("read"));
         });
+    }
+
+    // ---- request bodies ---------------------------------------------------------------------
+
+    [TestCase("/resolve")]
+    [TestCase("/retry")]
+    public async Task AdminAction_ChunkedBodyOfTwoMegabytes_Answers413AndIsNeverParsed(string action)
+    {
+        // Valid JSON: parsed, it would reach the checks of the action (a 2 MB reason is a 400).
+        var id = Guid.NewGuid();
+        var json = Encoding.UTF8.GetBytes($"{{\"operator\":\"eve\",\"reason\":\"{new string('x', 2 * 1024 * 1024)}\",\"outcome\":\"abort\"}}");
+        using var admin = _host.Admin();
+        using var content = new StreamContent(new UnknownLengthStream(json));
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"/api/admin/transactions/{id}{action}") { Content = content };
+        using var response = await admin.SendAsync(request);
+        var body = await response.Content.ReadAsStringAsync();
+        await Assert.MultipleAsync(async () =>
+        {
+            Assert.That(request.Headers.TransferEncodingChunked, Is.True, "sent chunked, without Content-Length");
+            Assert.That(content.Headers.ContentLength, Is.Null);
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.RequestEntityTooLarge), body[..Math.Min(body.Length, 300)]);
+            Assert.That(body, Does.Contain("larger than 16384 bytes"));
+            Assert.That(await AuditCountAsync(id), Is.Zero);
+        });
+    }
+
+    [Test]
+    public async Task AdminAction_BodyOverTheLimitWithContentLength_Answers413()
+    {
+        using var admin = _host.Admin();
+        using var content = new StringContent($"{{\"operator\":\"eve\",\"reason\":\"{new string('x', 20_000)}\"}}", Encoding.UTF8, "application/json");
+        using var response = await admin.PostAsync($"/api/admin/transactions/{Guid.NewGuid()}/retry", content);
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.RequestEntityTooLarge), await response.Content.ReadAsStringAsync());
+    }
+
+    [Test]
+    public async Task AdminAction_ChunkedBodyUnderTheLimit_IsStillRead()
+    {
+        // The limit must not refuse what it should let through: a small chunked body reaches the action's checks.
+        using var admin = _host.Admin();
+        using var content = new StreamContent(new UnknownLengthStream(Encoding.UTF8.GetBytes("{\"operator\":\"eve\"}")));
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        using var response = await admin.PostAsync($"/api/admin/transactions/{Guid.NewGuid()}/retry", content);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), body);
+            Assert.That(body, Does.Contain("'reason' is required"));
+        });
+    }
+
+    private async Task<long> AuditCountAsync(Guid id)
+    {
+        await using var connection = new NpgsqlConnection(_host.JournalConnectionString);
+        return await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM txcoord.audit_log WHERE transaction_id = @Id", new { Id = id });
+    }
+
+    /// <summary>A stream that cannot tell its length, so HttpClient sends it chunked.</summary>
+    private sealed class UnknownLengthStream(byte[] content) : Stream
+    {
+        private readonly MemoryStream _inner = new(content);
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => _inner.Read(buffer, offset, count);
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                _inner.Dispose();
+            }
+
+            base.Dispose(disposing);
+        }
     }
 }
