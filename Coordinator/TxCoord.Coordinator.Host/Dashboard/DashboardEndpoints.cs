@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
+using Microsoft.AspNetCore.Http.Features;
 using Npgsql;
 using TxCoord.Contracts;
 using TxCoord.Coordinator.Journal;
@@ -150,7 +151,7 @@ internal static class DashboardEndpoints
         var (request, bodyError) = await ReadBodyAsync<ResolveRequestModel>(context);
         if (request is null)
         {
-            return BadRequest(bodyError!);
+            return bodyError!;
         }
 
         if (AdminActions.ValidateResolve(transactionId, request) is { } problem)
@@ -172,7 +173,7 @@ internal static class DashboardEndpoints
         var (request, bodyError) = await ReadBodyAsync<RetryRequestModel>(context);
         if (request is null)
         {
-            return BadRequest(bodyError!);
+            return bodyError!;
         }
 
         if (AdminActions.Validate(request.Operator, request.Reason) is { } problem)
@@ -268,27 +269,66 @@ internal static class DashboardEndpoints
         UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow,
     };
 
-    private static async Task<(T? Body, string? Error)> ReadBodyAsync<T>(HttpContext context)
+    private static IResult TooLarge() =>
+        Results.Json(new ErrorBody($"the request body is larger than {MaxBodyBytes} bytes"), statusCode: StatusCodes.Status413PayloadTooLarge);
+
+    /// <summary>
+    /// Reads the whole body into a buffer of at most <see cref="MaxBodyBytes"/> before parsing
+    /// it: Content-Length alone does not bound a chunked body, which a parser reading the stream
+    /// would take to its end. The server's own limit is lowered to the same size, so it stops
+    /// reading (and draining) a larger body too.
+    /// </summary>
+    private static async Task<(T? Body, IResult? Error)> ReadBodyAsync<T>(HttpContext context)
         where T : class
     {
         if (context.Request.ContentLength is > MaxBodyBytes)
         {
-            return (null, $"the request body is larger than {MaxBodyBytes} bytes");
+            return (null, TooLarge());
         }
 
         if (!context.Request.HasJsonContentType())
         {
-            return (null, "send a JSON body with 'Content-Type: application/json'");
+            return (null, BadRequest("send a JSON body with 'Content-Type: application/json'"));
+        }
+
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = MaxBodyBytes;
+        }
+
+        var buffer = new byte[MaxBodyBytes + 1];
+        var length = 0;
+        try
+        {
+            while (length < buffer.Length)
+            {
+                var read = await context.Request.Body.ReadAsync(buffer.AsMemory(length), context.RequestAborted);
+                if (read == 0)
+                {
+                    break;
+                }
+
+                length += read;
+            }
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return (null, TooLarge());
+        }
+
+        if (length > MaxBodyBytes)
+        {
+            return (null, TooLarge());
         }
 
         try
         {
-            var body = await JsonSerializer.DeserializeAsync<T>(context.Request.Body, BodyOptions, context.RequestAborted);
-            return body is null ? (null, "the request body is empty: send a JSON object") : (body, null);
+            var body = JsonSerializer.Deserialize<T>(buffer.AsSpan(0, length), BodyOptions);
+            return body is null ? (null, BadRequest("the request body is empty: send a JSON object")) : (body, null);
         }
         catch (JsonException ex)
         {
-            return (null, $"the request body is not valid JSON for this action: {ex.Message}");
+            return (null, BadRequest($"the request body is not valid JSON for this action: {ex.Message}"));
         }
     }
 
