@@ -80,6 +80,41 @@ public sealed class DashboardHardeningTests
         });
     }
 
+    // ---- failed keys ------------------------------------------------------------------------
+
+    [Test]
+    public async Task KeyGuessing_AfterTheLimitOfFailures_EveryRequestFromTheAddressAnswers429WithRetryAfter()
+    {
+        // Its own coordinator: the lock-out covers every request from 127.0.0.1, the other tests' too.
+        await using var host = await DashboardHost.StartAsync(s =>
+        {
+            s["TxCoord:Dashboard:FailedKeyLimit"] = "3";
+            s["TxCoord:Dashboard:FailedKeyWindow"] = "00:05:00";
+        });
+        using var guesser = host.Client("guessed-key-0123456789abcdefghij");
+        using var admin = host.Admin();
+        var failures = new List<HttpStatusCode>();
+        for (var i = 0; i < 3; i++)
+        {
+            using var guess = await guesser.GetAsync("/api/overview");
+            failures.Add(guess.StatusCode);
+        }
+
+        using var afterLimit = await guesser.GetAsync("/api/overview");
+        using var rightKey = await admin.GetAsync("/api/overview");
+        using var keyless = await host.Anonymous.GetAsync("/metrics");
+        var body = await rightKey.Content.ReadAsStringAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(failures, Is.All.EqualTo(HttpStatusCode.Unauthorized), "the first three guesses are answered as wrong keys");
+            Assert.That(afterLimit.StatusCode, Is.EqualTo(HttpStatusCode.TooManyRequests));
+            Assert.That(rightKey.StatusCode, Is.EqualTo(HttpStatusCode.TooManyRequests), "the right key during the lock-out is refused too, or guessing goes on");
+            Assert.That(keyless.StatusCode, Is.EqualTo(HttpStatusCode.TooManyRequests));
+            Assert.That(rightKey.Headers.RetryAfter?.Delta, Is.Not.Null.And.InRange(TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(5)));
+            Assert.That(rightKey.StatusCode == HttpStatusCode.TooManyRequests ? body : "", Does.Contain("too many requests with a wrong key"));
+        });
+    }
+
     // ---- request bodies ---------------------------------------------------------------------
 
     [TestCase("/resolve")]
