@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Net;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 using TxCoord.Contracts;
 using TxCoord.Coordinator.Engine;
@@ -185,6 +186,167 @@ public sealed class DashboardUnitTests
         context.Request.Host = new HostString("evil.example");
         context.Request.Headers.Authorization = "Bearer " + ReadKey;
         Assert.That(access.Check(context, DashboardRight.Read).StatusCode, Is.EqualTo(200));
+    }
+
+    [Test]
+    public void FailedKeys_LimitReachedInTheWindow_LockedOutForOneWindowLoggedOnce()
+    {
+        var time = new FakeTimeProvider(T0);
+        var log = new RecordingLogger();
+        var limiter = Limiter(time, log);
+        var address = IPAddress.Parse("203.0.113.7");
+        limiter.Failed(address);
+        limiter.Failed(address);
+        var beforeLimit = limiter.LockedFor(address);
+        time.Advance(TimeSpan.FromSeconds(10));
+        limiter.Failed(address);
+        var locked = limiter.LockedFor(address);
+        limiter.Failed(address);
+        limiter.Failed(address);
+        time.Advance(TimeSpan.FromSeconds(59));
+        var nearlyOver = limiter.LockedFor(address);
+        time.Advance(TimeSpan.FromSeconds(1));
+        var over = limiter.LockedFor(address);
+        limiter.Failed(address);
+        limiter.Failed(address);
+        Assert.Multiple(() =>
+        {
+            Assert.That(beforeLimit, Is.Null, "two wrong keys of three allowed");
+            Assert.That(locked, Is.EqualTo(TimeSpan.FromMinutes(1)), "locked for one window from the third");
+            Assert.That(nearlyOver, Is.EqualTo(TimeSpan.FromSeconds(1)), "failures during the lock-out do not prolong it");
+            Assert.That(over, Is.Null);
+            Assert.That(limiter.LockedFor(address), Is.Null, "after the lock-out, failures count afresh");
+            Assert.That(log.Warnings, Has.Count.EqualTo(1), "one warning per lock-out, not per request");
+            Assert.That(log.Warnings.Single(), Does.Contain("203.0.113.7").And.Contain("3 wrong keys"));
+        });
+    }
+
+    [Test]
+    public void FailedKeys_SpreadOverMoreThanAWindow_NeverLock()
+    {
+        var time = new FakeTimeProvider(T0);
+        var limiter = Limiter(time, new RecordingLogger());
+        var address = IPAddress.Parse("203.0.113.7");
+        for (var i = 0; i < 10; i++)
+        {
+            limiter.Failed(address);
+            limiter.Failed(address);
+            time.Advance(TimeSpan.FromSeconds(61));
+        }
+
+        Assert.That(limiter.LockedFor(address), Is.Null);
+    }
+
+    [Test]
+    public void FailedKeys_CountedPerAddress_IPv6PerSlash64AndMappedIPv4AsIPv4()
+    {
+        var time = new FakeTimeProvider(T0);
+        var limiter = Limiter(time, new RecordingLogger());
+        limiter.Failed(IPAddress.Parse("2001:db8:1:2::1"));
+        limiter.Failed(IPAddress.Parse("2001:db8:1:2::2"));
+        limiter.Failed(IPAddress.Parse("2001:db8:1:2:ffff::3"));
+        limiter.Failed(IPAddress.Parse("198.51.100.1"));
+        limiter.Failed(IPAddress.Parse("::ffff:198.51.100.1"));
+        limiter.Failed(IPAddress.Parse("198.51.100.1"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(limiter.LockedFor(IPAddress.Parse("2001:db8:1:2::99")), Is.Not.Null, "one /64 is one client");
+            Assert.That(limiter.LockedFor(IPAddress.Parse("2001:db8:1:3::1")), Is.Null, "another /64 is not");
+            Assert.That(limiter.LockedFor(IPAddress.Parse("198.51.100.1")), Is.Not.Null, "an IPv4-mapped address is the IPv4 address");
+            Assert.That(limiter.LockedFor(IPAddress.Parse("198.51.100.2")), Is.Null);
+            Assert.That(limiter.LockedFor(IPAddress.Loopback), Is.Null);
+        });
+    }
+
+    [Test]
+    public void FailedKeys_TableFull_BoundedAndFurtherAddressesShareOneCount()
+    {
+        var time = new FakeTimeProvider(T0);
+        var log = new RecordingLogger();
+        var limiter = Limiter(time, log, capacity: 5);
+        for (var i = 1; i <= 5; i++)
+        {
+            limiter.Failed(IPAddress.Parse($"10.0.0.{i}"));
+        }
+
+        // 1000 more addresses, one guess each: the table does not grow, and their guesses add up.
+        for (var i = 1; i <= 1000; i++)
+        {
+            limiter.Failed(IPAddress.Parse($"10.1.{i / 256}.{i % 256}"));
+        }
+
+        var tracked = limiter.TrackedAddresses;
+        var stranger = limiter.LockedFor(IPAddress.Parse("10.9.9.9"));
+        var known = limiter.LockedFor(IPAddress.Parse("10.0.0.1"));
+        time.Advance(TimeSpan.FromSeconds(61));
+        limiter.Failed(IPAddress.Parse("10.2.0.1"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(tracked, Is.EqualTo(5));
+            Assert.That(stranger, Is.Not.Null, "an address beyond the table is locked out by the shared count");
+            Assert.That(known, Is.Null, "a tracked address keeps its own count");
+            Assert.That(limiter.LockedFor(IPAddress.Parse("10.9.9.9")), Is.Null, "after the window the shared lock-out ends");
+            Assert.That(limiter.TrackedAddresses, Is.EqualTo(1), "expired entries are swept when the table is full");
+            Assert.That(log.Warnings, Has.Count.EqualTo(1));
+        });
+    }
+
+    [TestCase("TxCoord:Dashboard:FailedKeyLimit", "0", "must be a whole number from 1 to 1000")]
+    [TestCase("TxCoord:Dashboard:FailedKeyLimit", "ten", "must be a whole number from 1 to 1000")]
+    [TestCase("TxCoord:Dashboard:FailedKeyWindow", "00:00:00", "is not a positive TimeSpan")]
+    [TestCase("TxCoord:Dashboard:FailedKeyWindow", "1.00:00:00", "is longer than 01:00:00")]
+    public void Settings_BadFailedKeyLimit_RefusedNamingTheKey(string key, string value, string message)
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection([new(key, value)]).Build();
+        var ok = DashboardSettings.TryRead(configuration, out _, out var error);
+        Assert.Multiple(() =>
+        {
+            Assert.That(ok, Is.False);
+            Assert.That(error, Does.Contain(key).And.Contain(message));
+        });
+    }
+
+    [Test]
+    public void Settings_FailedKeyLimit_DefaultsToTenPerMinute()
+    {
+        Assert.That(DashboardSettings.TryRead(new ConfigurationBuilder().Build(), out var settings, out _), Is.True);
+        Assert.That((settings!.FailedKeyLimit, settings.FailedKeyWindow), Is.EqualTo((10, TimeSpan.FromMinutes(1))));
+    }
+
+    private static FailedKeyLimiter Limiter(TimeProvider time, RecordingLogger log, int capacity = FailedKeyLimiter.MaxTrackedAddresses) =>
+        new(new DashboardSettings(null, null, openOnLoopback: true, AttentionThresholds.Default, []) { FailedKeyLimit = 3, FailedKeyWindow = TimeSpan.FromMinutes(1) }, time, log, capacity);
+
+    /// <summary>Keeps the warnings written to it.</summary>
+    private sealed class RecordingLogger : ILogger<FailedKeyLimiter>
+    {
+        private readonly List<string> _warnings = [];
+
+        public IReadOnlyList<string> Warnings
+        {
+            get
+            {
+                lock (_warnings)
+                {
+                    return [.. _warnings];
+                }
+            }
+        }
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (logLevel == LogLevel.Warning)
+            {
+                lock (_warnings)
+                {
+                    _warnings.Add(formatter(state, exception));
+                }
+            }
+        }
     }
 
     [Test]

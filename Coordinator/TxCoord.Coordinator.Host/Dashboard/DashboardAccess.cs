@@ -15,6 +15,9 @@ internal enum DashboardRight
 /// <summary>The answer to "may this request do that?": allowed with the name of the credential, or a status and a message.</summary>
 internal sealed record AccessDecision(bool Allowed, string Credential, int StatusCode, string? Message)
 {
+    /// <summary>A key was sent and matched none: a failure the <see cref="FailedKeyLimiter"/> counts.</summary>
+    public bool WrongKey { get; init; }
+
     public static AccessDecision Allow(string credential) => new(true, credential, StatusCodes.Status200OK, null);
 
     public static AccessDecision Unauthenticated(string message) => new(false, "none", StatusCodes.Status401Unauthorized, message);
@@ -107,7 +110,7 @@ internal sealed class DashboardAccess
                 : AccessDecision.Forbidden(ReadCredential, "this key may only read: admin actions need the admin key");
         }
 
-        return AccessDecision.Unauthenticated("the API key is not valid for this coordinator");
+        return AccessDecision.Unauthenticated("the API key is not valid for this coordinator") with { WrongKey = true };
     }
 
     private static string? PresentedKey(HttpRequest request)

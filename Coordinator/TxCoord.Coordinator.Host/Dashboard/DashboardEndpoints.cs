@@ -43,6 +43,7 @@ internal static class DashboardEndpoints
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<ParticipantDatabaseMonitor>>()));
         services.AddSingleton<DashboardAccess>();
+        services.AddSingleton(sp => new FailedKeyLimiter(settings, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<FailedKeyLimiter>>()));
         services.AddSingleton<DashboardQueries>();
         services.AddSingleton<AdminActions>();
         services.AddSingleton<PrometheusMetrics>();
@@ -223,10 +224,26 @@ internal static class DashboardEndpoints
         async (invocation, next) =>
         {
             var context = invocation.HttpContext;
+            var limiter = context.RequestServices.GetRequiredService<FailedKeyLimiter>();
+            if (limiter.LockedFor(context.Connection.RemoteIpAddress) is { } wait)
+            {
+                // Not logged per request: the lock-out was logged once when it began.
+                var seconds = (long)Math.Ceiling(wait.TotalSeconds);
+                context.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+                return Results.Json(
+                    new ErrorBody($"too many requests with a wrong key from this address: every request from it is refused for {seconds} s more, the right key too"),
+                    statusCode: StatusCodes.Status429TooManyRequests);
+            }
+
             var access = context.RequestServices.GetRequiredService<DashboardAccess>();
             var decision = access.Check(context, right);
             if (!decision.Allowed)
             {
+                if (decision.WrongKey)
+                {
+                    limiter.Failed(context.Connection.RemoteIpAddress);
+                }
+
                 var logger = context.RequestServices.GetRequiredService<ILogger<DashboardAccess>>();
                 DashboardLog.AccessRefused(logger, context.Request.Method, context.Request.Path, context.Connection.RemoteIpAddress?.ToString(), decision.StatusCode, decision.Message ?? "");
                 if (decision.StatusCode == StatusCodes.Status401Unauthorized)

@@ -13,6 +13,8 @@ namespace TxCoord.Coordinator.Host.Dashboard;
 /// <item><c>TxCoord:Dashboard:OpenOnLoopback</c>: read without a key from 127.0.0.1/::1 (default true).</item>
 /// <item><c>TxCoord:Dashboard:AllowedHosts</c>: host names besides localhost, 127.0.0.1 and [::1] that a keyless
 /// loopback read may name in its Host header (comma-separated, no ports).</item>
+/// <item><c>TxCoord:Dashboard:FailedKeyLimit</c>, <c>TxCoord:Dashboard:FailedKeyWindow</c>: after this many wrong keys
+/// from one address within the window (default 10 in 00:01:00), it is refused with 429 for one window.</item>
 /// <item><c>TxCoord:Dashboard:InDoubtAfter</c>, <c>TxCoord:Dashboard:StuckAfter</c>: attention thresholds (TimeSpan).</item>
 /// <item><c>TxCoord:Participants:&lt;id&gt;:ConnectionString</c>: participant databases, for the prepared-transaction panel.</item>
 /// </list>
@@ -29,6 +31,17 @@ internal sealed class DashboardSettings
     public const string OpenOnLoopbackKey = Section + ":OpenOnLoopback";
 
     public const string AllowedHostsKey = Section + ":AllowedHosts";
+
+    public const string FailedKeyLimitKey = Section + ":FailedKeyLimit";
+
+    public const string FailedKeyWindowKey = Section + ":FailedKeyWindow";
+
+    public const int DefaultFailedKeyLimit = 10;
+
+    public static readonly TimeSpan DefaultFailedKeyWindow = TimeSpan.FromMinutes(1);
+
+    /// <summary>Longer lock-outs would let one guesser shut the operators out for that long.</summary>
+    public static readonly TimeSpan MaxFailedKeyWindow = TimeSpan.FromHours(1);
 
     public const string InDoubtAfterKey = Section + ":InDoubtAfter";
 
@@ -77,6 +90,12 @@ internal sealed class DashboardSettings
     /// <summary>Host names (no port, IPv6 in brackets) a keyless loopback read may name besides the loopback ones.</summary>
     public IReadOnlyList<string> AllowedHosts { get; init; } = [];
 
+    /// <summary>Wrong keys from one address within <see cref="FailedKeyWindow"/> that lock it out.</summary>
+    public int FailedKeyLimit { get; init; } = DefaultFailedKeyLimit;
+
+    /// <summary>The window failures are counted in, and the length of a lock-out.</summary>
+    public TimeSpan FailedKeyWindow { get; init; } = DefaultFailedKeyWindow;
+
     public bool AdminEnabled => AdminApiKey is not null;
 
     public static bool TryRead(
@@ -100,6 +119,19 @@ internal sealed class DashboardSettings
         }
 
         var allowedHosts = ReadAllowedHosts(configuration, errors);
+        var failedKeyLimit = DefaultFailedKeyLimit;
+        if (configuration[FailedKeyLimitKey] is { Length: > 0 } limitText
+            && (!int.TryParse(limitText, NumberStyles.None, CultureInfo.InvariantCulture, out failedKeyLimit) || failedKeyLimit is < 1 or > 1000))
+        {
+            errors.Add($"{FailedKeyLimitKey} '{limitText}' must be a whole number from 1 to 1000");
+        }
+
+        var failedKeyWindow = ReadTimeSpan(configuration, FailedKeyWindowKey, DefaultFailedKeyWindow, errors);
+        if (failedKeyWindow > MaxFailedKeyWindow)
+        {
+            errors.Add($"{FailedKeyWindowKey} '{configuration[FailedKeyWindowKey]}' is longer than {MaxFailedKeyWindow:c}: a wrong key would lock the operators out for that long");
+        }
+
         var inDoubtAfter = ReadTimeSpan(configuration, InDoubtAfterKey, AttentionThresholds.DefaultInDoubtAfter, errors);
         var stuckAfter = ReadTimeSpan(configuration, StuckAfterKey, AttentionThresholds.DefaultStuckAfter, errors);
 
@@ -122,13 +154,15 @@ internal sealed class DashboardSettings
             databases)
         {
             AllowedHosts = allowedHosts,
+            FailedKeyLimit = failedKeyLimit,
+            FailedKeyWindow = failedKeyWindow,
         };
         error = null;
         return true;
     }
 
     public override string ToString() =>
-        $"admin actions {(AdminEnabled ? "on" : "off")}, read key {(ReadApiKey is null ? "not set" : "set")}, open on loopback {OpenOnLoopback}{(AllowedHosts.Count > 0 ? $" (also for hosts {string.Join(", ", AllowedHosts)})" : "")}, {ParticipantDatabases.Count} participant database(s)";
+        $"admin actions {(AdminEnabled ? "on" : "off")}, read key {(ReadApiKey is null ? "not set" : "set")}, open on loopback {OpenOnLoopback}{(AllowedHosts.Count > 0 ? $" (also for hosts {string.Join(", ", AllowedHosts)})" : "")}, {FailedKeyLimit} wrong keys per {FailedKeyWindow:c} lock an address out, {ParticipantDatabases.Count} participant database(s)";
 
     private static string? ReadKey(IConfiguration configuration, string key, List<string> errors)
     {
