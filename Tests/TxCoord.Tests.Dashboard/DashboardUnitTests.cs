@@ -408,6 +408,23 @@ public sealed class DashboardUnitTests
         }
     }
 
+    [Test]
+    public void Service_SixteenIdenticalCharactersAsAdminKey_DoesNotStart()
+    {
+        var ok = CoordinatorHostSetup.TryCreate([], [
+            new("TxCoord:CoordinatorId", "coord-1"),
+            new("ConnectionStrings:Journal", "Host=127.0.0.1;Database=journal"),
+            new("ConnectionStrings:RabbitMq", "amqp://guest:guest@127.0.0.1:5672/"),
+            new(DashboardSettings.AdminApiKeyKey, new string('k', 16)),
+        ], out var app, out var error);
+        Assert.Multiple(() =>
+        {
+            Assert.That(ok, Is.False);
+            Assert.That(app, Is.Null);
+            Assert.That(error, Does.Contain(DashboardSettings.AdminApiKeyKey).And.Contain("openssl rand -base64 32"));
+        });
+    }
+
     // What 'openssl rand -base64 32' and 'openssl rand -hex 24' print, and the keys the tests use.
     [TestCase("q3J8v0Zc9mW1tYbXh5kR2pLs7Nf4Ue6Gd0aQwCzVyHo=")]
     [TestCase("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822c")]
