@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Net;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 using TxCoord.Contracts;
 using TxCoord.Coordinator.Engine;
@@ -131,6 +132,7 @@ public sealed class DashboardUnitTests
         var access = new DashboardAccess(Settings(AdminKey, ReadKey));
         var context = new DefaultHttpContext();
         context.Connection.RemoteIpAddress = IPAddress.Parse(address);
+        context.Request.Host = new HostString("127.0.0.1:5080");
         if (header is not null)
         {
             context.Request.Headers[header] = "203.0.113.7";
@@ -143,6 +145,208 @@ public sealed class DashboardUnitTests
 
         var decision = access.Check(context, Enum.Parse<DashboardRight>(right));
         Assert.That(decision.StatusCode, Is.EqualTo(expected), decision.Message);
+    }
+
+    [TestCase("localhost", 200)]
+    [TestCase("LOCALHOST:5080", 200)]
+    [TestCase("127.0.0.1", 200)]
+    [TestCase("127.0.0.2:5080", 200)]
+    [TestCase("[::1]:5080", 200)]
+    [TestCase("dash.internal:8080", 200)]
+    [TestCase("Dash.Internal", 200)]
+    [TestCase("", 401)]
+    [TestCase("evil.example", 401)]
+    [TestCase("localhost.evil.example", 401)]
+    [TestCase("evil.localhost", 401)]
+    [TestCase("127.0.0.1.nip.io", 401)]
+    [TestCase("127.1", 401)]
+    [TestCase("2130706433", 401)]
+    [TestCase("10.0.0.5:5080", 401)]
+    [TestCase("[::2]", 401)]
+    public void Access_KeylessLoopbackRead_OnlyWithAHostHeaderNamingThisMachine(string host, int expected)
+    {
+        var access = new DashboardAccess(new DashboardSettings(null, null, openOnLoopback: true, AttentionThresholds.Default, []) { AllowedHosts = ["dash.internal"] });
+        var context = new DefaultHttpContext();
+        context.Connection.RemoteIpAddress = IPAddress.Loopback;
+        context.Request.Host = new HostString(host);
+        var decision = access.Check(context, DashboardRight.Read);
+        Assert.That(decision.StatusCode, Is.EqualTo(expected), decision.Message);
+        if (expected == 401)
+        {
+            Assert.That(decision.Message, Does.Contain("Host header").And.Contain(DashboardSettings.AllowedHostsKey));
+        }
+    }
+
+    [Test]
+    public void Access_ForeignHostHeaderWithAKey_Allowed()
+    {
+        var access = new DashboardAccess(Settings(AdminKey, ReadKey));
+        var context = new DefaultHttpContext();
+        context.Connection.RemoteIpAddress = IPAddress.Loopback;
+        context.Request.Host = new HostString("evil.example");
+        context.Request.Headers.Authorization = "Bearer " + ReadKey;
+        Assert.That(access.Check(context, DashboardRight.Read).StatusCode, Is.EqualTo(200));
+    }
+
+    [Test]
+    public void FailedKeys_LimitReachedInTheWindow_LockedOutForOneWindowLoggedOnce()
+    {
+        var time = new FakeTimeProvider(T0);
+        var log = new RecordingLogger();
+        var limiter = Limiter(time, log);
+        var address = IPAddress.Parse("203.0.113.7");
+        limiter.Failed(address);
+        limiter.Failed(address);
+        var beforeLimit = limiter.LockedFor(address);
+        time.Advance(TimeSpan.FromSeconds(10));
+        limiter.Failed(address);
+        var locked = limiter.LockedFor(address);
+        limiter.Failed(address);
+        limiter.Failed(address);
+        time.Advance(TimeSpan.FromSeconds(59));
+        var nearlyOver = limiter.LockedFor(address);
+        time.Advance(TimeSpan.FromSeconds(1));
+        var over = limiter.LockedFor(address);
+        limiter.Failed(address);
+        limiter.Failed(address);
+        Assert.Multiple(() =>
+        {
+            Assert.That(beforeLimit, Is.Null, "two wrong keys of three allowed");
+            Assert.That(locked, Is.EqualTo(TimeSpan.FromMinutes(1)), "locked for one window from the third");
+            Assert.That(nearlyOver, Is.EqualTo(TimeSpan.FromSeconds(1)), "failures during the lock-out do not prolong it");
+            Assert.That(over, Is.Null);
+            Assert.That(limiter.LockedFor(address), Is.Null, "after the lock-out, failures count afresh");
+            Assert.That(log.Warnings, Has.Count.EqualTo(1), "one warning per lock-out, not per request");
+            Assert.That(log.Warnings.Single(), Does.Contain("203.0.113.7").And.Contain("3 wrong keys"));
+        });
+    }
+
+    [Test]
+    public void FailedKeys_SpreadOverMoreThanAWindow_NeverLock()
+    {
+        var time = new FakeTimeProvider(T0);
+        var limiter = Limiter(time, new RecordingLogger());
+        var address = IPAddress.Parse("203.0.113.7");
+        for (var i = 0; i < 10; i++)
+        {
+            limiter.Failed(address);
+            limiter.Failed(address);
+            time.Advance(TimeSpan.FromSeconds(61));
+        }
+
+        Assert.That(limiter.LockedFor(address), Is.Null);
+    }
+
+    [Test]
+    public void FailedKeys_CountedPerAddress_IPv6PerSlash64AndMappedIPv4AsIPv4()
+    {
+        var time = new FakeTimeProvider(T0);
+        var limiter = Limiter(time, new RecordingLogger());
+        limiter.Failed(IPAddress.Parse("2001:db8:1:2::1"));
+        limiter.Failed(IPAddress.Parse("2001:db8:1:2::2"));
+        limiter.Failed(IPAddress.Parse("2001:db8:1:2:ffff::3"));
+        limiter.Failed(IPAddress.Parse("198.51.100.1"));
+        limiter.Failed(IPAddress.Parse("::ffff:198.51.100.1"));
+        limiter.Failed(IPAddress.Parse("198.51.100.1"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(limiter.LockedFor(IPAddress.Parse("2001:db8:1:2::99")), Is.Not.Null, "one /64 is one client");
+            Assert.That(limiter.LockedFor(IPAddress.Parse("2001:db8:1:3::1")), Is.Null, "another /64 is not");
+            Assert.That(limiter.LockedFor(IPAddress.Parse("198.51.100.1")), Is.Not.Null, "an IPv4-mapped address is the IPv4 address");
+            Assert.That(limiter.LockedFor(IPAddress.Parse("198.51.100.2")), Is.Null);
+            Assert.That(limiter.LockedFor(IPAddress.Loopback), Is.Null);
+        });
+    }
+
+    [Test]
+    public void FailedKeys_TableFull_BoundedAndFurtherAddressesShareOneCount()
+    {
+        var time = new FakeTimeProvider(T0);
+        var log = new RecordingLogger();
+        var limiter = Limiter(time, log, capacity: 5);
+        for (var i = 1; i <= 5; i++)
+        {
+            limiter.Failed(IPAddress.Parse($"10.0.0.{i}"));
+        }
+
+        // 1000 more addresses, one guess each: the table does not grow, and their guesses add up.
+        for (var i = 1; i <= 1000; i++)
+        {
+            limiter.Failed(IPAddress.Parse($"10.1.{i / 256}.{i % 256}"));
+        }
+
+        var tracked = limiter.TrackedAddresses;
+        var stranger = limiter.LockedFor(IPAddress.Parse("10.9.9.9"));
+        var known = limiter.LockedFor(IPAddress.Parse("10.0.0.1"));
+        time.Advance(TimeSpan.FromSeconds(61));
+        limiter.Failed(IPAddress.Parse("10.2.0.1"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(tracked, Is.EqualTo(5));
+            Assert.That(stranger, Is.Not.Null, "an address beyond the table is locked out by the shared count");
+            Assert.That(known, Is.Null, "a tracked address keeps its own count");
+            Assert.That(limiter.LockedFor(IPAddress.Parse("10.9.9.9")), Is.Null, "after the window the shared lock-out ends");
+            Assert.That(limiter.TrackedAddresses, Is.EqualTo(1), "expired entries are swept when the table is full");
+            Assert.That(log.Warnings, Has.Count.EqualTo(1));
+        });
+    }
+
+    [TestCase("TxCoord:Dashboard:FailedKeyLimit", "0", "must be a whole number from 1 to 1000")]
+    [TestCase("TxCoord:Dashboard:FailedKeyLimit", "ten", "must be a whole number from 1 to 1000")]
+    [TestCase("TxCoord:Dashboard:FailedKeyWindow", "00:00:00", "is not a positive TimeSpan")]
+    [TestCase("TxCoord:Dashboard:FailedKeyWindow", "1.00:00:00", "is longer than 01:00:00")]
+    public void Settings_BadFailedKeyLimit_RefusedNamingTheKey(string key, string value, string message)
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection([new(key, value)]).Build();
+        var ok = DashboardSettings.TryRead(configuration, out _, out var error);
+        Assert.Multiple(() =>
+        {
+            Assert.That(ok, Is.False);
+            Assert.That(error, Does.Contain(key).And.Contain(message));
+        });
+    }
+
+    [Test]
+    public void Settings_FailedKeyLimit_DefaultsToTenPerMinute()
+    {
+        Assert.That(DashboardSettings.TryRead(new ConfigurationBuilder().Build(), out var settings, out _), Is.True);
+        Assert.That((settings!.FailedKeyLimit, settings.FailedKeyWindow), Is.EqualTo((10, TimeSpan.FromMinutes(1))));
+    }
+
+    private static FailedKeyLimiter Limiter(TimeProvider time, RecordingLogger log, int capacity = FailedKeyLimiter.MaxTrackedAddresses) =>
+        new(new DashboardSettings(null, null, openOnLoopback: true, AttentionThresholds.Default, []) { FailedKeyLimit = 3, FailedKeyWindow = TimeSpan.FromMinutes(1) }, time, log, capacity);
+
+    /// <summary>Keeps the warnings written to it.</summary>
+    private sealed class RecordingLogger : ILogger<FailedKeyLimiter>
+    {
+        private readonly List<string> _warnings = [];
+
+        public IReadOnlyList<string> Warnings
+        {
+            get
+            {
+                lock (_warnings)
+                {
+                    return [.. _warnings];
+                }
+            }
+        }
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (logLevel == LogLevel.Warning)
+            {
+                lock (_warnings)
+                {
+                    _warnings.Add(formatter(state, exception));
+                }
+            }
+        }
     }
 
     [Test]
@@ -160,10 +364,13 @@ public sealed class DashboardUnitTests
         });
     }
 
-    [TestCase("TxCoord:Dashboard:AdminApiKey", "short", "must be at least 16 characters")]
+    [TestCase("TxCoord:Dashboard:AdminApiKey", "short", "must be at least 24 characters")]
     [TestCase("TxCoord:Dashboard:ReadApiKey", "has spaces in it 0123456789", "without spaces")]
     [TestCase("TxCoord:Dashboard:OpenOnLoopback", "maybe", "is not true or false")]
     [TestCase("TxCoord:Dashboard:StuckAfter", "-00:00:05", "is not a positive TimeSpan")]
+    [TestCase("TxCoord:Dashboard:AllowedHosts", "dash.internal,*", "entry '*' is not a host name")]
+    [TestCase("TxCoord:Dashboard:AllowedHosts", "dash.internal:8080", "without port")]
+    [TestCase("TxCoord:Dashboard:AllowedHosts", "http://dash.internal/", "is not a host name")]
     [TestCase("TxCoord:Participants:bad name:ConnectionString", "Host=x", "is not a valid participant id")]
     [TestCase("TxCoord:Participants:bank-a:ConnectionString", "", "is required")]
     [TestCase("TxCoord:Participants:bank-a:ConnectionString", "Port=5432", "names no Host")]
@@ -176,6 +383,59 @@ public sealed class DashboardUnitTests
             Assert.That(ok, Is.False);
             Assert.That(error, Does.Contain(key.Split(':')[^1] == "ConnectionString" ? key.Split(':')[2] : key).And.Contain(message));
         });
+    }
+
+    // Keys that could be guessed or brute-forced: too short, too few different characters, or one
+    // character so frequent that the key carries little entropy. Each must stop the start.
+    [TestCase("aaaaaaaaaaaaaaaa", "at least 24 characters")]
+    [TestCase("0123456789abcdefghijklm", "at least 24 characters")]
+    [TestCase("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "at least 10 different characters")]
+    [TestCase("abababababababababababababababab", "at least 10 different characters")]
+    [TestCase("12341234123412341234123412abcd", "at least 10 different characters")]
+    [TestCase("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa0123456789", "estimated entropy")]
+    public void Settings_WeakKey_RefusedNamingTheKeyAndHowToMakeOne(string weak, string message)
+    {
+        foreach (var key in new[] { DashboardSettings.AdminApiKeyKey, DashboardSettings.ReadApiKeyKey })
+        {
+            var configuration = new ConfigurationBuilder().AddInMemoryCollection([new(key, weak)]).Build();
+            var ok = DashboardSettings.TryRead(configuration, out _, out var error);
+            Assert.Multiple(() =>
+            {
+                Assert.That(ok, Is.False, $"{key} = '{weak}' was accepted");
+                Assert.That(error, Does.Contain(key).And.Contain(message).And.Contain("openssl rand -base64 32"));
+                Assert.That(error, Does.Not.Contain(weak), "the key itself is never printed");
+            });
+        }
+    }
+
+    [Test]
+    public void Service_SixteenIdenticalCharactersAsAdminKey_DoesNotStart()
+    {
+        var ok = CoordinatorHostSetup.TryCreate([], [
+            new("TxCoord:CoordinatorId", "coord-1"),
+            new("ConnectionStrings:Journal", "Host=127.0.0.1;Database=journal"),
+            new("ConnectionStrings:RabbitMq", "amqp://guest:guest@127.0.0.1:5672/"),
+            new(DashboardSettings.AdminApiKeyKey, new string('k', 16)),
+        ], out var app, out var error);
+        Assert.Multiple(() =>
+        {
+            Assert.That(ok, Is.False);
+            Assert.That(app, Is.Null);
+            Assert.That(error, Does.Contain(DashboardSettings.AdminApiKeyKey).And.Contain("openssl rand -base64 32"));
+        });
+    }
+
+    // What 'openssl rand -base64 32' and 'openssl rand -hex 24' print, and the keys the tests use.
+    [TestCase("q3J8v0Zc9mW1tYbXh5kR2pLs7Nf4Ue6Gd0aQwCzVyHo=")]
+    [TestCase("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822c")]
+    [TestCase("test-admin-key-0123456789abcdef")]
+    [TestCase("test-read-key-0123456789abcdef")]
+    [TestCase("unit-admin-key-0123456789abcdef")]
+    public void Settings_RandomKey_Accepted(string key)
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection([new(DashboardSettings.AdminApiKeyKey, key)]).Build();
+        Assert.That(DashboardSettings.TryRead(configuration, out var settings, out var error), Is.True, error);
+        Assert.That(settings!.AdminEnabled, Is.True);
     }
 
     [TestCase("-00:00:00.001", "is not a TimeSpan of zero or more")]

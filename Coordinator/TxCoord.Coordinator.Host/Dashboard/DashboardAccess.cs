@@ -15,6 +15,9 @@ internal enum DashboardRight
 /// <summary>The answer to "may this request do that?": allowed with the name of the credential, or a status and a message.</summary>
 internal sealed record AccessDecision(bool Allowed, string Credential, int StatusCode, string? Message)
 {
+    /// <summary>A key was sent and matched none: a failure the <see cref="FailedKeyLimiter"/> counts.</summary>
+    public bool WrongKey { get; init; }
+
     public static AccessDecision Allow(string credential) => new(true, credential, StatusCodes.Status200OK, null);
 
     public static AccessDecision Unauthenticated(string message) => new(false, "none", StatusCodes.Status401Unauthorized, message);
@@ -27,9 +30,12 @@ internal sealed record AccessDecision(bool Allowed, string Credential, int Statu
 /// <c>X-Api-Key: &lt;key&gt;</c> and compared in constant time. Reading is open without a key
 /// to clients on the loopback interface (unless <see cref="DashboardSettings.OpenOnLoopback"/>
 /// is false, or the request carries proxy headers: a reverse proxy on the same host speaks for
-/// remote users); otherwise it needs the read key or the admin key. Admin actions always need
-/// the admin key, and are off when none is configured. 401: no key, or an unknown one. 403: a
-/// key without the right, or admin actions off.
+/// remote users) whose Host header names this machine (localhost, a loopback address or one of
+/// <see cref="DashboardSettings.AllowedHosts"/>: a web page of another site that re-points its
+/// own name at 127.0.0.1, DNS rebinding, reaches the dashboard from the operator's browser with
+/// its own name in the Host header); otherwise it needs the read key or the admin key. Admin
+/// actions always need the admin key, and are off when none is configured. 401: no key, or an
+/// unknown one. 403: a key without the right, or admin actions off.
 /// </summary>
 internal sealed class DashboardAccess
 {
@@ -78,7 +84,12 @@ internal sealed class DashboardAccess
         {
             if (right == DashboardRight.Read && _settings.OpenOnLoopback && IsLoopbackClient(context))
             {
-                return AccessDecision.Allow(LoopbackCredential);
+                return NamesThisMachine(context.Request.Host)
+                    ? AccessDecision.Allow(LoopbackCredential)
+                    : AccessDecision.Unauthenticated(
+                        $"reading without a key from this machine needs a Host header naming it (localhost, 127.0.0.1, [::1] or one of {DashboardSettings.AllowedHostsKey}), "
+                        + $"and this request's Host header is '{Printable(context.Request.Host.Value)}': a page of another site reaching the dashboard through DNS rebinding looks like this. "
+                        + $"Send 'Authorization: Bearer <key>', or add the name to {DashboardSettings.AllowedHostsKey}");
             }
 
             return AccessDecision.Unauthenticated(right == DashboardRight.Admin
@@ -99,7 +110,7 @@ internal sealed class DashboardAccess
                 : AccessDecision.Forbidden(ReadCredential, "this key may only read: admin actions need the admin key");
         }
 
-        return AccessDecision.Unauthenticated("the API key is not valid for this coordinator");
+        return AccessDecision.Unauthenticated("the API key is not valid for this coordinator") with { WrongKey = true };
     }
 
     private static string? PresentedKey(HttpRequest request)
@@ -137,6 +148,57 @@ internal sealed class DashboardAccess
         }
 
         return IPAddress.IsLoopback(address);
+    }
+
+    /// <summary>
+    /// Whether the Host header names this machine: "localhost", a loopback address written as
+    /// one (dotted quad or [::1]; no name an attacker could point elsewhere), or a configured name.
+    /// </summary>
+    private bool NamesThisMachine(HostString host)
+    {
+        if (!host.HasValue)
+        {
+            return false;
+        }
+
+        var name = host.Host;
+        if (string.Equals(name, "localhost", StringComparison.OrdinalIgnoreCase))
+        {
+            return true;
+        }
+
+        if (name.StartsWith('[') && name.EndsWith(']'))
+        {
+            if (IPAddress.TryParse(name[1..^1], out var v6) && IPAddress.IsLoopback(v6))
+            {
+                return true;
+            }
+        }
+        else if (IPAddress.TryParse(name, out var v4) && v4.ToString() == name && IPAddress.IsLoopback(v4))
+        {
+            // ToString() == name: only the dotted quad, not the forms "127.1" or "2130706433" that parse too.
+            return true;
+        }
+
+        return _settings.AllowedHosts.Contains(name, StringComparer.OrdinalIgnoreCase);
+    }
+
+    /// <summary>What a client sent, shortened and without control characters, for a message that is also logged.</summary>
+    private static string Printable(string? text)
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            return "";
+        }
+
+        var shortened = text.Length <= 60 ? text : text[..60] + "...";
+        return string.Create(shortened.Length, shortened, (span, source) =>
+        {
+            for (var i = 0; i < span.Length; i++)
+            {
+                span[i] = char.IsControl(source[i]) ? '?' : source[i];
+            }
+        });
     }
 
     private static byte[] Hash(string key) => SHA256.HashData(Encoding.UTF8.GetBytes(key));

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
+using Microsoft.AspNetCore.Http.Features;
 using Npgsql;
 using TxCoord.Contracts;
 using TxCoord.Coordinator.Journal;
@@ -42,6 +43,7 @@ internal static class DashboardEndpoints
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<ParticipantDatabaseMonitor>>()));
         services.AddSingleton<DashboardAccess>();
+        services.AddSingleton(sp => new FailedKeyLimiter(settings, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<FailedKeyLimiter>>()));
         services.AddSingleton<DashboardQueries>();
         services.AddSingleton<AdminActions>();
         services.AddSingleton<PrometheusMetrics>();
@@ -150,7 +152,7 @@ internal static class DashboardEndpoints
         var (request, bodyError) = await ReadBodyAsync<ResolveRequestModel>(context);
         if (request is null)
         {
-            return BadRequest(bodyError!);
+            return bodyError!;
         }
 
         if (AdminActions.ValidateResolve(transactionId, request) is { } problem)
@@ -172,7 +174,7 @@ internal static class DashboardEndpoints
         var (request, bodyError) = await ReadBodyAsync<RetryRequestModel>(context);
         if (request is null)
         {
-            return BadRequest(bodyError!);
+            return bodyError!;
         }
 
         if (AdminActions.Validate(request.Operator, request.Reason) is { } problem)
@@ -222,10 +224,26 @@ internal static class DashboardEndpoints
         async (invocation, next) =>
         {
             var context = invocation.HttpContext;
+            var limiter = context.RequestServices.GetRequiredService<FailedKeyLimiter>();
+            if (limiter.LockedFor(context.Connection.RemoteIpAddress) is { } wait)
+            {
+                // Not logged per request: the lock-out was logged once when it began.
+                var seconds = (long)Math.Ceiling(wait.TotalSeconds);
+                context.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+                return Results.Json(
+                    new ErrorBody($"too many requests with a wrong key from this address: every request from it is refused for {seconds} s more, the right key too"),
+                    statusCode: StatusCodes.Status429TooManyRequests);
+            }
+
             var access = context.RequestServices.GetRequiredService<DashboardAccess>();
             var decision = access.Check(context, right);
             if (!decision.Allowed)
             {
+                if (decision.WrongKey)
+                {
+                    limiter.Failed(context.Connection.RemoteIpAddress);
+                }
+
                 var logger = context.RequestServices.GetRequiredService<ILogger<DashboardAccess>>();
                 DashboardLog.AccessRefused(logger, context.Request.Method, context.Request.Path, context.Connection.RemoteIpAddress?.ToString(), decision.StatusCode, decision.Message ?? "");
                 if (decision.StatusCode == StatusCodes.Status401Unauthorized)
@@ -268,27 +286,66 @@ internal static class DashboardEndpoints
         UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow,
     };
 
-    private static async Task<(T? Body, string? Error)> ReadBodyAsync<T>(HttpContext context)
+    private static IResult TooLarge() =>
+        Results.Json(new ErrorBody($"the request body is larger than {MaxBodyBytes} bytes"), statusCode: StatusCodes.Status413PayloadTooLarge);
+
+    /// <summary>
+    /// Reads the whole body into a buffer of at most <see cref="MaxBodyBytes"/> before parsing
+    /// it: Content-Length alone does not bound a chunked body, which a parser reading the stream
+    /// would take to its end. The server's own limit is lowered to the same size, so it stops
+    /// reading (and draining) a larger body too.
+    /// </summary>
+    private static async Task<(T? Body, IResult? Error)> ReadBodyAsync<T>(HttpContext context)
         where T : class
     {
         if (context.Request.ContentLength is > MaxBodyBytes)
         {
-            return (null, $"the request body is larger than {MaxBodyBytes} bytes");
+            return (null, TooLarge());
         }
 
         if (!context.Request.HasJsonContentType())
         {
-            return (null, "send a JSON body with 'Content-Type: application/json'");
+            return (null, BadRequest("send a JSON body with 'Content-Type: application/json'"));
+        }
+
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = MaxBodyBytes;
+        }
+
+        var buffer = new byte[MaxBodyBytes + 1];
+        var length = 0;
+        try
+        {
+            while (length < buffer.Length)
+            {
+                var read = await context.Request.Body.ReadAsync(buffer.AsMemory(length), context.RequestAborted);
+                if (read == 0)
+                {
+                    break;
+                }
+
+                length += read;
+            }
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return (null, TooLarge());
+        }
+
+        if (length > MaxBodyBytes)
+        {
+            return (null, TooLarge());
         }
 
         try
         {
-            var body = await JsonSerializer.DeserializeAsync<T>(context.Request.Body, BodyOptions, context.RequestAborted);
-            return body is null ? (null, "the request body is empty: send a JSON object") : (body, null);
+            var body = JsonSerializer.Deserialize<T>(buffer.AsSpan(0, length), BodyOptions);
+            return body is null ? (null, BadRequest("the request body is empty: send a JSON object")) : (body, null);
         }
         catch (JsonException ex)
         {
-            return (null, $"the request body is not valid JSON for this action: {ex.Message}");
+            return (null, BadRequest($"the request body is not valid JSON for this action: {ex.Message}"));
         }
     }
 

@@ -2,7 +2,8 @@ namespace TxCoord.Coordinator.Host.Dashboard;
 
 /// <summary>
 /// The dashboard's log messages. Event ids are stable: 1200-1229 (1230-1249 are the monitoring
-/// classes in the coordinator library). 1200-1209 admin actions, 1210-1219 access, 1220-1229 start.
+/// classes in the coordinator library). 1200-1209 admin actions, 1210-1219 access, 1220-1229 start;
+/// 1500-1549 the dashboard's defences (issue 16).
 /// </summary>
 internal static partial class DashboardLog
 {
@@ -20,6 +21,9 @@ internal static partial class DashboardLog
 
     [LoggerMessage(1210, LogLevel.Warning, "Dashboard: {Method} {Path} from {RemoteAddress} refused with {StatusCode}: {Reason}")]
     public static partial void AccessRefused(ILogger logger, string method, string path, string? remoteAddress, int statusCode, string reason);
+
+    [LoggerMessage(1500, LogLevel.Warning, "Dashboard: {Address} sent {Failures} wrong keys within {Window}: every request from it is refused with 429 until {Until} (key guessing?)")]
+    public static partial void KeyGuessingLockedOut(ILogger logger, string address, int failures, TimeSpan window, DateTimeOffset until);
 
     [LoggerMessage(1220, LogLevel.Information, "Dashboard ready: {Settings}")]
     public static partial void Ready(ILogger logger, string settings);
