@@ -8,6 +8,9 @@ using TxCoord.Contracts;
 using TxCoord.Faults;
 using TxCoord.Participants.Initiator;
 using TxCoord.Participants.Participant;
+using TxCoord.Participants.Security;
+using TxCoord.Contracts.Security;
+using TxCoord.Security;
 
 namespace TxCoord.Participants;
 
@@ -29,6 +32,11 @@ public static class TxCoordServiceCollectionExtensions
             {
                 throw new ArgumentException($"TxCoord initiator option {name} must be positive (was {value}).");
             }
+        }
+
+        if (Contracts.Security.SecurityOptionsCheck.Check(options.Security, ownRole: null, []) is { Count: > 0 } security)
+        {
+            throw new ArgumentException($"TxCoord initiator: {string.Join(" ", security)}");
         }
 
         services.TryAddSingleton(TimeProvider.System);
@@ -64,6 +72,32 @@ public static class TxCoordServiceCollectionExtensions
 public static class TxCoordBusConfiguratorExtensions
 {
     /// <summary>
+    /// Sets sender authentication up for the initiator registered with
+    /// <see cref="TxCoordServiceCollectionExtensions.AddTxCoordInitiator"/> (its
+    /// <see cref="TxCoordInitiatorOptions.Security"/>): with BrokerUser, the coordinator's answers are
+    /// accepted only from a configured coordinator's broker user and work answers only from the user of
+    /// the participant they name. Needed on a bus that hosts an initiator but no participant (a bus with
+    /// participants does it in <see cref="ConfigureTxCoordParticipantEndpoints"/>); without it an
+    /// initiator with BrokerUser refuses to begin transactions. Off: logs that anyone can forge answers.
+    /// </summary>
+    public static void ConfigureTxCoordInitiator(this IBusFactoryConfigurator configurator, IRegistrationContext context)
+    {
+        ArgumentNullException.ThrowIfNull(configurator);
+        ArgumentNullException.ThrowIfNull(context);
+        if (context.GetService<ITransactionInitiator>() is not TransactionInitiator initiator)
+        {
+            throw new InvalidOperationException("The TxCoord initiator is not registered: call services.AddTxCoordInitiator(...) before configuring its bus.");
+        }
+
+        if (initiator.ReceiveChecked)
+        {
+            return;
+        }
+
+        initiator.ReceiveChecked = true;
+    }
+
+    /// <summary>
     /// Adds one receive endpoint per registered participant, handling its work messages, the
     /// coordinator's Prepare, PreCommit (3PC), Commit and Abort, and its peers' termination messages. Works with RabbitMQ and with the in-memory
     /// transport (embedded mode).
@@ -73,8 +107,22 @@ public static class TxCoordBusConfiguratorExtensions
         ArgumentNullException.ThrowIfNull(configurator);
         ArgumentNullException.ThrowIfNull(context);
         var deliveryLogger = context.GetService<ILoggerFactory>()?.CreateLogger("TxCoord.Participants.DeliveryWatch") ?? NullLogger.Instance;
+        var securityLogger = context.GetService<ILoggerFactory>()?.CreateLogger("TxCoord.Participants.Security") ?? NullLogger.Instance;
         var time = context.GetService<TimeProvider>() ?? TimeProvider.System;
-        foreach (var participant in context.GetServices<ParticipantRuntime>())
+        var participants = context.GetServices<ParticipantRuntime>().ToList();
+        if (participants.Count > 0)
+        {
+            // One bus, one connection, one broker user: validation made sure the participants hosted together share it.
+            var first = participants[0];
+            var security = first.Options.Security;
+            if (context.GetService<ITransactionInitiator>() is TransactionInitiator initiator)
+            {
+                // The answers it gets are checked by the filter just set up (the same settings on one process).
+                initiator.ReceiveChecked = true;
+            }
+        }
+
+        foreach (var participant in participants)
         {
             configurator.ReceiveEndpoint(TxCoordQueues.Participant(participant.Id), endpoint =>
             {
