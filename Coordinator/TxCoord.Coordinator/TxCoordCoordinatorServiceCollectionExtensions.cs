@@ -78,7 +78,7 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
                 $"The TxCoord coordinator is not registered: call services.{nameof(TxCoordCoordinatorServiceCollectionExtensions.AddTxCoordCoordinator)}(...) before configuring its endpoint.");
 
         var securityLogger = context.GetService<ILoggerFactory>()?.CreateLogger("TxCoord.Coordinator.Security") ?? NullLogger.Instance;
-        ISenderClaim[]? senderClaims = null;
+        var senderClaims = CoordinatorSenderChecks.ConfigureBus(configurator, runtime.Options, securityLogger);
         configurator.ReceiveEndpoint(TxCoordQueues.Coordinator(runtime.Id), endpoint =>
         {
             // Messages are sent to this queue by address, never published: no fan-out bindings.

@@ -94,6 +94,8 @@ public static class TxCoordBusConfiguratorExtensions
             return;
         }
 
+        var logger = context.GetService<ILoggerFactory>()?.CreateLogger("TxCoord.Participants.Security") ?? NullLogger.Instance;
+        SdkSenderChecks.ConfigureBus(configurator, initiator.Options.Security, ownUser: null, "Initiator", logger, context.GetService<TimeProvider>() ?? TimeProvider.System);
         initiator.ReceiveChecked = true;
     }
 
@@ -115,6 +117,8 @@ public static class TxCoordBusConfiguratorExtensions
             // One bus, one connection, one broker user: validation made sure the participants hosted together share it.
             var first = participants[0];
             var security = first.Options.Security;
+            SdkSenderChecks.ConfigureBus(
+                configurator, security, SecurityOptionsCheck.OwnUser(security, SenderRole.Participant, first.Id.Value), $"Participant {first.Id}", securityLogger, time);
             if (context.GetService<ITransactionInitiator>() is TransactionInitiator initiator)
             {
                 // The answers it gets are checked by the filter just set up (the same settings on one process).
@@ -133,6 +137,11 @@ public static class TxCoordBusConfiguratorExtensions
                 // Before the fault filter, so a message the fault seam holds up counts as a slow handler.
                 endpoint.UseTxCoordDeliveryWatch(participant.Id.Value, deliveryLogger, time);
                 endpoint.UseTxCoordBusFaults();
+                if (participant.Options.Security.SenderAuthentication != SenderAuthentication.Off)
+                {
+                    endpoint.UseFilter(new SenderCheckFilter(participant.Options.Security, SdkSenderChecks.ParticipantEndpoint, securityLogger, time, eventId: 2851));
+                }
+
                 endpoint.Handler<PrepareBranch>(participant.HandlePrepareAsync);
                 endpoint.Handler<PrepareBranches>(participant.HandlePrepareBatchAsync);
                 endpoint.Handler<CommitBranch>(participant.HandleCommitAsync);
