@@ -78,7 +78,7 @@ public static class TxCoordBusConfiguratorExtensions
     /// accepted only from a configured coordinator's broker user and work answers only from the user of
     /// the participant they name. Needed on a bus that hosts an initiator but no participant (a bus with
     /// participants does it in <see cref="ConfigureTxCoordParticipantEndpoints"/>); without it an
-    /// initiator with BrokerUser refuses to begin transactions. Off: logs that anyone can forge answers.
+    /// initiator with BrokerUser refuses to begin transactions. Off: nothing is checked.
     /// </summary>
     public static void ConfigureTxCoordInitiator(this IBusFactoryConfigurator configurator, IRegistrationContext context)
     {

@@ -68,6 +68,20 @@ internal static class SecurityOptionsCheck
     public static string? ProofKeyOf(TxCoordSecurityOptions options, string participant) =>
         options.VoteProofKeys.TryGetValue(participant, out var key) && !string.IsNullOrEmpty(key) ? key : options.VoteProofKey is { Length: > 0 } own ? own : null;
 
+    /// <summary>Copies every setting of <paramref name="from"/> into <paramref name="to"/> (the options objects are built by their registrations).</summary>
+    public static void Copy(TxCoordSecurityOptions from, TxCoordSecurityOptions to)
+    {
+        to.SenderAuthentication = from.SenderAuthentication;
+        to.VoteProofKey = from.VoteProofKey;
+        foreach (var (source, target) in new[] { (from.Coordinators, to.Coordinators), (from.Participants, to.Participants), (from.VoteProofKeys, to.VoteProofKeys) })
+        {
+            foreach (var (key, value) in source)
+            {
+                target[key] = value;
+            }
+        }
+    }
+
     private static void CheckMap(List<string> failures, string name, IDictionary<string, string> map)
     {
         foreach (var (id, user) in map)

@@ -50,7 +50,12 @@ internal static partial class SdkSenderChecks
     {
         if (options.SenderAuthentication == SenderAuthentication.Off)
         {
-            SenderAuthenticationOff(logger, role);
+            // The participants (and the coordinator) say it for the deployment; an initiator alone stays quiet.
+            if (ownUser is not null || role != "Initiator")
+            {
+                SenderAuthenticationOff(logger, role);
+            }
+
             return;
         }
 
