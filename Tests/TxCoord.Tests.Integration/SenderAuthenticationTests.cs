@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -35,6 +37,7 @@ public sealed class SenderAuthenticationTests
         await using var cluster = await TxCoordCluster.StartAsync(Authenticated);
         var (a, b) = (cluster.ParticipantIds[0], cluster.ParticipantIds[1]);
         var (tx, key, commit) = await PrepareOneWhileTheOtherIsDownAsync(cluster, CommitProtocol.TwoPhase);
+        using var refused = new RefusedCounter();
 
         var forged = new CommitBranch { TransactionId = tx, Coordinator = new CoordinatorId(cluster.CoordinatorId), Participant = new ParticipantId(a) };
         await using (var mallory = await ForgerAsync(cluster, _users.Mallory))
@@ -58,6 +61,8 @@ public sealed class SenderAuthenticationTests
         {
             Assert.That(await KeyValueParticipant.ReadAsync(cluster.ParticipantDatabases[a], key), Is.Null, "a forged CommitBranch committed the branch");
             Assert.That(await KeyValueParticipant.CountPreparedAsync(cluster.ParticipantDatabases[a]), Is.EqualTo(1), "the branch waits for the coordinator's decision");
+            Assert.That(refused.Of("CommitBranch", "wrong_user"), Is.GreaterThanOrEqualTo(2), "mallory's and the peer's, counted");
+            Assert.That(refused.Of("CommitBranch", "no_user_id"), Is.GreaterThanOrEqualTo(1), "the unstamped one, counted");
         });
 
         var result = await commit;
@@ -323,6 +328,46 @@ public sealed class SenderAuthenticationTests
             _ => { },
             brokerUser);
         return forger;
+    }
+
+    /// <summary>Listens to txcoord_messages_refused_total (every host of the cluster runs in this process).</summary>
+    private sealed class RefusedCounter : IDisposable
+    {
+        private readonly MeterListener _listener = new();
+        private readonly ConcurrentDictionary<(string Type, string Reason), long> _counts = new();
+
+        public RefusedCounter()
+        {
+            _listener.InstrumentPublished = (instrument, listener) =>
+            {
+                if (instrument.Meter.Name == "TxCoord" && instrument.Name == "txcoord_messages_refused_total")
+                {
+                    listener.EnableMeasurementEvents(instrument);
+                }
+            };
+            _listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+            {
+                string type = "", reason = "";
+                foreach (var tag in tags)
+                {
+                    if (tag.Key == "type")
+                    {
+                        type = tag.Value as string ?? "";
+                    }
+                    else if (tag.Key == "reason")
+                    {
+                        reason = tag.Value as string ?? "";
+                    }
+                }
+
+                _counts.AddOrUpdate((type, reason), value, (_, total) => total + value);
+            });
+            _listener.Start();
+        }
+
+        public long Of(string type, string reason) => _counts.GetValueOrDefault((type, reason));
+
+        public void Dispose() => _listener.Dispose();
     }
 
     private sealed class Forger : IAsyncDisposable
