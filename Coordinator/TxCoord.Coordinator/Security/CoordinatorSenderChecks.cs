@@ -61,7 +61,7 @@ internal static partial class CoordinatorSenderChecks
     public static (ImmutableArray<ParticipantId> Trusted, List<(ParticipantId Participant, string Why)> Untrusted) CheckRelayedVotes(
         TxCoordSecurityOptions security, CoordinatorId coordinator, CommitTransaction message)
     {
-        var participants = message.Participants ?? [];
+        var participants = (message.Participants ?? []).ToList();
         var proofs = message.PreparedProofs ?? [];
         var workCounts = message.WorkCounts ?? [];
         var prepared = message.Prepared ?? [];
@@ -70,7 +70,7 @@ internal static partial class CoordinatorSenderChecks
         for (var i = 0; i < prepared.Count; i++)
         {
             var participant = prepared[i];
-            var index = participants.ToList().IndexOf(participant);
+            var index = participants.IndexOf(participant);
             if (index < 0)
             {
                 untrusted.Add((participant, "not among the transaction's participants"));
