@@ -114,9 +114,17 @@ public static class TxCoordBusConfiguratorExtensions
         var participants = context.GetServices<ParticipantRuntime>().ToList();
         if (participants.Count > 0)
         {
-            // One bus, one connection, one broker user: validation made sure the participants hosted together share it.
+            // One bus, one connection, one broker user: the participants hosted together must share it.
             var first = participants[0];
             var security = first.Options.Security;
+            var users = participants.Select(p => SecurityOptionsCheck.OwnUser(p.Options.Security, SenderRole.Participant, p.Id.Value)).Distinct().ToList();
+            if (users.Count > 1)
+            {
+                throw new InvalidOperationException(
+                    $"Participants {string.Join(", ", participants.Select(p => p.Id))} share one bus (one connection, one broker user) but Security:Participants "
+                    + $"maps them to different users or modes ({string.Join(", ", users.Select(u => u ?? "off"))}): host them apart or map them to the same user.");
+            }
+
             SdkSenderChecks.ConfigureBus(
                 configurator, security, SecurityOptionsCheck.OwnUser(security, SenderRole.Participant, first.Id.Value), $"Participant {first.Id}", securityLogger, time);
             if (context.GetService<ITransactionInitiator>() is TransactionInitiator initiator)
