@@ -262,6 +262,39 @@ public sealed class SenderAuthenticationTests
     }
 
     [Test]
+    public async Task WithEveryServiceItsOwnBrokerUser_ThreePhaseTerminationWithoutTheCoordinator_StillDecides()
+    {
+        await using var cluster = await TxCoordCluster.StartAsync(Authenticated);
+        var participants = cluster.ParticipantIds.Select(p => new ParticipantId(p)).ToArray();
+        await using var tx = cluster.Initiator.Begin(new TransactionOptions { Protocol = CommitProtocol.ThreePhase });
+        var key = $"term-{tx.Id}";
+        foreach (var participant in cluster.ParticipantIds)
+        {
+            Assert.That((await tx.SendAsync(participant, new PutItem { Key = key, Value = "v" })).Succeeded, Is.True);
+        }
+
+        // The coordinator prepares both (played by a bus of its broker user), then is gone: no PreCommit, no answer.
+        await cluster.StopCoordinatorAsync();
+        await using (var coordinator = await ForgerAsync(cluster, _users.Coordinator))
+        {
+            foreach (var participant in participants)
+            {
+                await coordinator.SendAsync(TxCoordQueues.ParticipantAddress(participant), new PrepareBranch
+                {
+                    TransactionId = tx.Id, Coordinator = new CoordinatorId(cluster.CoordinatorId), Participant = participant,
+                    Protocol = CommitProtocol.ThreePhase, Participants = participants, WorkCount = 1,
+                });
+            }
+
+            await Eventually.WaitForAsync(cluster.CountPreparedAsync, n => n == 2, TimeSpan.FromSeconds(15), "both branches to prepare");
+        }
+
+        // The peers' questions, proposals and decision between their own broker users must pass: they abort (none PreCommitted).
+        await Eventually.WaitForAsync(cluster.CountPreparedAsync, n => n == 0, TimeSpan.FromSeconds(60), "the participants' termination to finish both branches");
+        Assert.That(await cluster.ReadEverywhereAsync(key), Is.All.Null);
+    }
+
+    [Test]
     public void BrokerUser_WithTheInMemoryTransport_IsRefusedAtStart()
     {
         var failure = Assert.ThrowsAsync<InvalidOperationException>(async () =>
