@@ -35,6 +35,14 @@ public sealed record CommitTransaction
     /// the work. Empty (the default, and from initiators that do not count): no participant checks.
     /// </summary>
     public IReadOnlyList<int> WorkCounts { get; init; } = [];
+
+    /// <summary>
+    /// Early prepare: the proof each relayed vote carried (<see cref="WorkCompleted.PreparedProof"/>),
+    /// in the order of <see cref="Prepared"/> (null where a participant gave none). With sender
+    /// authentication on, the coordinator trusts a relayed vote only with a valid proof and otherwise
+    /// asks that participant to prepare. Empty (the default, and from older initiators): no proofs.
+    /// </summary>
+    public IReadOnlyList<string?> PreparedProofs { get; init; } = [];
 }
 
 /// <summary>Asks the coordinator to abort a transaction. Answered by <see cref="TransactionCompleted"/>.</summary>
@@ -125,6 +133,13 @@ public sealed record WorkCompleted
     /// that do not know early prepare: they are asked to prepare as usual).
     /// </summary>
     public bool Prepared { get; init; }
+
+    /// <summary>
+    /// Early prepare: the participant's proof of its Yes vote, which the initiator relays in
+    /// <see cref="CommitTransaction.PreparedProofs"/> (HMAC-SHA256 with the participant's vote proof
+    /// key; see docs/security.md). Null when the branch did not prepare or no key is configured.
+    /// </summary>
+    public string? PreparedProof { get; init; }
 }
 
 // ---- coordinator -> participant -----------------------------------------------------

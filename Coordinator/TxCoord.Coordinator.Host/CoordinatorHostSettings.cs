@@ -11,7 +11,10 @@ namespace TxCoord.Coordinator.Host;
 /// <c>TxCoord:VoteTimeout</c>, <c>TxCoord:DefaultTransactionTimeout</c>,
 /// <c>TxCoord:RedriveInitialInterval</c>, <c>TxCoord:RedriveMaxInterval</c>,
 /// <c>TxCoord:TickInterval</c>, <c>TxCoord:BatchWindow</c> (TimeSpan strings such as
-/// <c>00:00:10</c>; the batch window may be <c>00:00:00</c>: no batching).
+/// <c>00:00:10</c>; the batch window may be <c>00:00:00</c>: no batching), and sender
+/// authentication under <c>TxCoord:Security</c> (<c>SenderAuthentication</c> Off or BrokerUser,
+/// <c>Coordinators:&lt;id&gt;</c> and <c>Participants:&lt;id&gt;</c> broker users,
+/// <c>VoteProofKeys:&lt;participant&gt;</c>; see docs/security.md).
 /// </summary>
 internal sealed record CoordinatorHostSettings(CoordinatorOptions Coordinator, RabbitMqEndpoint RabbitMq)
 {
@@ -56,6 +59,12 @@ internal sealed record CoordinatorHostSettings(CoordinatorOptions Coordinator, R
         options.RedriveMaxInterval = ReadTimeSpan(configuration, nameof(CoordinatorOptions.RedriveMaxInterval), options.RedriveMaxInterval, errors);
         options.TickInterval = ReadTimeSpan(configuration, nameof(CoordinatorOptions.TickInterval), options.TickInterval, errors);
         options.BatchWindow = ReadTimeSpan(configuration, nameof(CoordinatorOptions.BatchWindow), options.BatchWindow, errors, allowZero: true);
+        ReadSecurity(configuration.GetSection($"{Section}:Security"), options.Security, errors);
+        if (options.Security.SenderAuthentication == SenderAuthentication.BrokerUser && rabbitMq is not null
+            && options.Security.Coordinators.TryGetValue(options.CoordinatorId, out var ownUser) && ownUser != rabbitMq.Username)
+        {
+            errors.Add($"{Section}:Security:Coordinators:{options.CoordinatorId} is '{ownUser}' but {RabbitMqKey} connects as '{rabbitMq.Username}': RabbitMQ refuses a user_id that is not the connection's user");
+        }
 
         if (errors.Count == 0 && CoordinatorOptionsValidator.Check(options) is { Count: > 0 } remaining)
         {
@@ -71,6 +80,36 @@ internal sealed record CoordinatorHostSettings(CoordinatorOptions Coordinator, R
         settings = new CoordinatorHostSettings(options, rabbitMq);
         error = null;
         return true;
+    }
+
+    /// <summary>Binds <c>TxCoord:Security</c>; a bad value adds an error naming its key.</summary>
+    public static void ReadSecurity(IConfigurationSection section, TxCoordSecurityOptions security, List<string> errors)
+    {
+        var mode = section[nameof(TxCoordSecurityOptions.SenderAuthentication)];
+        if (!string.IsNullOrWhiteSpace(mode))
+        {
+            if (Enum.TryParse<SenderAuthentication>(mode, ignoreCase: true, out var parsed) && Enum.IsDefined(parsed) && !int.TryParse(mode, out _))
+            {
+                security.SenderAuthentication = parsed;
+            }
+            else
+            {
+                errors.Add($"{section.Path}:{nameof(TxCoordSecurityOptions.SenderAuthentication)} '{mode}' is invalid: use Off or BrokerUser");
+            }
+        }
+
+        foreach (var (name, map) in new[] { ("Coordinators", security.Coordinators), ("Participants", security.Participants), ("VoteProofKeys", security.VoteProofKeys) })
+        {
+            foreach (var entry in section.GetSection(name).GetChildren())
+            {
+                map[entry.Key] = entry.Value ?? "";
+            }
+        }
+
+        if (section[nameof(TxCoordSecurityOptions.VoteProofKey)] is { Length: > 0 } key)
+        {
+            security.VoteProofKey = key;
+        }
     }
 
     private static TimeSpan ReadTimeSpan(IConfiguration configuration, string name, TimeSpan fallback, List<string> errors, bool allowZero = false)

@@ -82,6 +82,7 @@ internal static class CoordinatorHostSetup
             options.RedriveMaxInterval = coordinator.RedriveMaxInterval;
             options.TickInterval = coordinator.TickInterval;
             options.BatchWindow = coordinator.BatchWindow;
+            Contracts.Security.SecurityOptionsCheck.Copy(coordinator.Security, options.Security);
         });
 
         var rabbitMq = settings.RabbitMq;

@@ -1,3 +1,5 @@
+using TxCoord.Contracts;
+
 namespace TxCoord.Coordinator;
 
 /// <summary>
@@ -68,4 +70,12 @@ public sealed class CoordinatorOptions
     /// batching off. At most <see cref="MaxBatchWindow"/>.
     /// </summary>
     public TimeSpan BatchWindow { get; set; } = DefaultBatchWindow;
+
+    /// <summary>
+    /// Who may send protocol messages (docs/security.md): off by default; with
+    /// <see cref="SenderAuthentication.BrokerUser"/>, votes and acknowledgements are accepted only
+    /// from the broker user of the participant they name, and relayed early-prepare votes only with
+    /// the participant's proof (<see cref="TxCoordSecurityOptions.VoteProofKeys"/>).
+    /// </summary>
+    public TxCoordSecurityOptions Security { get; } = new();
 }

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Options;
 using Npgsql;
 using TxCoord.Contracts;
+using TxCoord.Contracts.Security;
 
 namespace TxCoord.Coordinator;
 
@@ -45,6 +46,7 @@ internal sealed class CoordinatorOptionsValidator : IValidateOptions<Coordinator
                 $"{nameof(CoordinatorOptions.RedriveMaxInterval)} ({options.RedriveMaxInterval}) must not be shorter than {nameof(CoordinatorOptions.RedriveInitialInterval)} ({options.RedriveInitialInterval}).");
         }
 
+        failures.AddRange(SecurityOptionsCheck.Check(options.Security, SenderRole.Coordinator, [options.CoordinatorId]));
         return failures;
     }
 

@@ -8,6 +8,10 @@ using TxCoord.Coordinator.Journal;
 using TxCoord.Coordinator.Monitoring;
 using TxCoord.Coordinator.Ownership;
 using TxCoord.Coordinator.Runtime;
+using TxCoord.Coordinator.Security;
+using TxCoord.Security;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using TxCoord.Faults;
 
 namespace TxCoord.Coordinator;
@@ -73,6 +77,8 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
             ?? throw new InvalidOperationException(
                 $"The TxCoord coordinator is not registered: call services.{nameof(TxCoordCoordinatorServiceCollectionExtensions.AddTxCoordCoordinator)}(...) before configuring its endpoint.");
 
+        var securityLogger = context.GetService<ILoggerFactory>()?.CreateLogger("TxCoord.Coordinator.Security") ?? NullLogger.Instance;
+        var senderClaims = CoordinatorSenderChecks.ConfigureBus(configurator, runtime.Options, securityLogger);
         configurator.ReceiveEndpoint(TxCoordQueues.Coordinator(runtime.Id), endpoint =>
         {
             // Messages are sent to this queue by address, never published: no fan-out bindings.
@@ -83,6 +89,12 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
             // A journal blip should not send a request to the error queue; every handler is idempotent.
             endpoint.UseMessageRetry(retry => retry.Intervals(100, 500, 2000));
             endpoint.UseTxCoordBusFaults();
+            if (senderClaims is not null)
+            {
+                endpoint.UseFilter(new SenderCheckFilter(
+                    runtime.Options.Security, senderClaims, securityLogger, context.GetService<TimeProvider>() ?? TimeProvider.System, eventId: 1601));
+            }
+
             endpoint.Handler<CommitTransaction>(runtime.HandleCommitAsync);
             endpoint.Handler<RollbackTransaction>(runtime.HandleRollbackAsync);
             endpoint.Handler<GetTransactionOutcome>(runtime.HandleGetOutcomeAsync);

@@ -8,6 +8,9 @@ using TxCoord.Contracts;
 using TxCoord.Faults;
 using TxCoord.Participants.Initiator;
 using TxCoord.Participants.Participant;
+using TxCoord.Participants.Security;
+using TxCoord.Contracts.Security;
+using TxCoord.Security;
 
 namespace TxCoord.Participants;
 
@@ -29,6 +32,11 @@ public static class TxCoordServiceCollectionExtensions
             {
                 throw new ArgumentException($"TxCoord initiator option {name} must be positive (was {value}).");
             }
+        }
+
+        if (Contracts.Security.SecurityOptionsCheck.Check(options.Security, ownRole: null, []) is { Count: > 0 } security)
+        {
+            throw new ArgumentException($"TxCoord initiator: {string.Join(" ", security)}");
         }
 
         services.TryAddSingleton(TimeProvider.System);
@@ -64,6 +72,34 @@ public static class TxCoordServiceCollectionExtensions
 public static class TxCoordBusConfiguratorExtensions
 {
     /// <summary>
+    /// Sets sender authentication up for the initiator registered with
+    /// <see cref="TxCoordServiceCollectionExtensions.AddTxCoordInitiator"/> (its
+    /// <see cref="TxCoordInitiatorOptions.Security"/>): with BrokerUser, the coordinator's answers are
+    /// accepted only from a configured coordinator's broker user and work answers only from the user of
+    /// the participant they name. Needed on a bus that hosts an initiator but no participant (a bus with
+    /// participants does it in <see cref="ConfigureTxCoordParticipantEndpoints"/>); without it an
+    /// initiator with BrokerUser refuses to begin transactions. Off: nothing is checked.
+    /// </summary>
+    public static void ConfigureTxCoordInitiator(this IBusFactoryConfigurator configurator, IRegistrationContext context)
+    {
+        ArgumentNullException.ThrowIfNull(configurator);
+        ArgumentNullException.ThrowIfNull(context);
+        if (context.GetService<ITransactionInitiator>() is not TransactionInitiator initiator)
+        {
+            throw new InvalidOperationException("The TxCoord initiator is not registered: call services.AddTxCoordInitiator(...) before configuring its bus.");
+        }
+
+        if (initiator.ReceiveChecked)
+        {
+            return;
+        }
+
+        var logger = context.GetService<ILoggerFactory>()?.CreateLogger("TxCoord.Participants.Security") ?? NullLogger.Instance;
+        SdkSenderChecks.ConfigureBus(configurator, initiator.Options.Security, ownUser: null, "Initiator", logger, context.GetService<TimeProvider>() ?? TimeProvider.System);
+        initiator.ReceiveChecked = true;
+    }
+
+    /// <summary>
     /// Adds one receive endpoint per registered participant, handling its work messages, the
     /// coordinator's Prepare, PreCommit (3PC), Commit and Abort, and its peers' termination messages. Works with RabbitMQ and with the in-memory
     /// transport (embedded mode).
@@ -73,8 +109,32 @@ public static class TxCoordBusConfiguratorExtensions
         ArgumentNullException.ThrowIfNull(configurator);
         ArgumentNullException.ThrowIfNull(context);
         var deliveryLogger = context.GetService<ILoggerFactory>()?.CreateLogger("TxCoord.Participants.DeliveryWatch") ?? NullLogger.Instance;
+        var securityLogger = context.GetService<ILoggerFactory>()?.CreateLogger("TxCoord.Participants.Security") ?? NullLogger.Instance;
         var time = context.GetService<TimeProvider>() ?? TimeProvider.System;
-        foreach (var participant in context.GetServices<ParticipantRuntime>())
+        var participants = context.GetServices<ParticipantRuntime>().ToList();
+        if (participants.Count > 0)
+        {
+            // One bus, one connection, one broker user: the participants hosted together must share it.
+            var first = participants[0];
+            var security = first.Options.Security;
+            var users = participants.Select(p => SecurityOptionsCheck.OwnUser(p.Options.Security, SenderRole.Participant, p.Id.Value)).Distinct().ToList();
+            if (users.Count > 1)
+            {
+                throw new InvalidOperationException(
+                    $"Participants {string.Join(", ", participants.Select(p => p.Id))} share one bus (one connection, one broker user) but Security:Participants "
+                    + $"maps them to different users or modes ({string.Join(", ", users.Select(u => u ?? "off"))}): host them apart or map them to the same user.");
+            }
+
+            SdkSenderChecks.ConfigureBus(
+                configurator, security, SecurityOptionsCheck.OwnUser(security, SenderRole.Participant, first.Id.Value), $"Participant {first.Id}", securityLogger, time);
+            if (context.GetService<ITransactionInitiator>() is TransactionInitiator initiator)
+            {
+                // The answers it gets are checked by the filter just set up (the same settings on one process).
+                initiator.ReceiveChecked = true;
+            }
+        }
+
+        foreach (var participant in participants)
         {
             configurator.ReceiveEndpoint(TxCoordQueues.Participant(participant.Id), endpoint =>
             {
@@ -85,6 +145,11 @@ public static class TxCoordBusConfiguratorExtensions
                 // Before the fault filter, so a message the fault seam holds up counts as a slow handler.
                 endpoint.UseTxCoordDeliveryWatch(participant.Id.Value, deliveryLogger, time);
                 endpoint.UseTxCoordBusFaults();
+                if (participant.Options.Security.SenderAuthentication != SenderAuthentication.Off)
+                {
+                    endpoint.UseFilter(new SenderCheckFilter(participant.Options.Security, SdkSenderChecks.ParticipantEndpoint, securityLogger, time, eventId: 2851));
+                }
+
                 endpoint.Handler<PrepareBranch>(participant.HandlePrepareAsync);
                 endpoint.Handler<PrepareBranches>(participant.HandlePrepareBatchAsync);
                 endpoint.Handler<CommitBranch>(participant.HandleCommitAsync);

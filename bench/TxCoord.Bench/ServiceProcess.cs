@@ -42,21 +42,33 @@ internal sealed partial class ServiceProcess : IAsyncDisposable
         Directory.CreateDirectory(logDirectory);
         var logPath = Path.Combine(logDirectory, $"bench-{name}.log");
 
-        // exec through sh so the output goes straight to the log file and the pid is dotnet's own.
+        // exec through sh (then env) so the output goes straight to the log file and the pid is dotnet's own.
         var start = new ProcessStartInfo("/bin/sh")
         {
             UseShellExecute = false,
             WorkingDirectory = Path.GetDirectoryName(dll)!,
         };
-        foreach (var argument in new[] { "-c", "exec dotnet \"$0\" >\"$1\" 2>&1 </dev/null", dll, logPath })
+        // Settings whose names are no shell identifiers (TxCoord__Security__Participants__bank-a) go
+        // through env(1): sh would drop them from the environment it passes on.
+        foreach (var argument in new[] { "-c", "log=\"$1\"; shift; exec \"$@\" >\"$log\" 2>&1 </dev/null", "sh", logPath, "env" })
         {
             start.ArgumentList.Add(argument);
         }
 
         foreach (var (key, value) in environment)
         {
-            start.Environment[key] = value;
+            if (key.All(c => char.IsAsciiLetterOrDigit(c) || c == '_'))
+            {
+                start.Environment[key] = value; // not on the command line, where ps shows it
+            }
+            else
+            {
+                start.ArgumentList.Add($"{key}={value}"); // the bench's own users and keys: visible in ps
+            }
         }
+
+        start.ArgumentList.Add("dotnet");
+        start.ArgumentList.Add(dll);
 
         var process = Process.Start(start) ?? throw new InvalidOperationException($"{name}: could not start dotnet {dll}");
         return new ServiceProcess(name, logPath, process);

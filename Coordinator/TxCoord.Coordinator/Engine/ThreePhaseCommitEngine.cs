@@ -118,6 +118,11 @@ internal sealed class ThreePhaseCommitEngine(EngineSettings settings) : ICommitP
                 };
                 return new Transition(forcing, [new ForcePreCommit()]);
 
+            case TerminationDecisionReceived { Outcome: TransactionOutcome.Committed }:
+                // Impossible from real participants: a round decides commit only when one of them is
+                // PreCommitted, and none is before this coordinator sent PreCommit. A forgery: ignored.
+                return Transition.Unchanged(state);
+
             case TerminationDecisionReceived decided:
                 return Adopt(state, decided, now);
 

@@ -3,6 +3,8 @@ using TxCoord.Contracts;
 using TxCoord.Coordinator.Engine;
 using TxCoord.Coordinator.Journal;
 using TxCoord.Faults;
+using TxCoord.Coordinator.Security;
+using TxCoord.Security;
 
 namespace TxCoord.Coordinator.Runtime;
 
@@ -73,6 +75,19 @@ internal sealed partial class CoordinatorRuntime
                 return;
             }
 
+            if (!state.Participants.Contains(message.Leader))
+            {
+                RefuseTermination(id, leader, "not_a_participant", "its leader is not a participant of the transaction");
+                return;
+            }
+
+            if (state.Phase == TransactionPhase.Preparing && message.Outcome == TransactionOutcome.Committed)
+            {
+                // The engine ignores it too: no participant can be PreCommitted before this coordinator sent PreCommit.
+                RefuseTermination(id, leader, "commit_while_preparing", "a termination round cannot decide commit while the coordinator has sent no PreCommit (it is still collecting votes)");
+                return;
+            }
+
             var committed = state.Phase is TransactionPhase.Deciding or TransactionPhase.Committing or TransactionPhase.Committed;
             if ((committed && message.Outcome == TransactionOutcome.Aborted)
                 || (state.Phase == TransactionPhase.Aborted && message.Outcome == TransactionOutcome.Committed))
@@ -88,10 +103,22 @@ internal sealed partial class CoordinatorRuntime
         }, cancellationToken);
     }
 
+    private void RefuseTermination(TransactionId id, string leader, string reason, string why)
+    {
+        RefusedMessages.Count(nameof(TerminationDecided), reason);
+        CoordinatorSenderChecks.Refused(_logger, id, nameof(TerminationDecided), leader, why);
+    }
+
     private async Task TerminationDecidedForUnknownAsync(TerminationDecided message, JournalEntry? known, CancellationToken cancellationToken)
     {
         var id = message.TransactionId;
         var leader = message.Leader.Value;
+        // A commit or PreCommit row lists every participant (all voted Yes); an abort row may list fewer.
+        if (known is { IsCommit: true } or { State: JournalState.PreCommitting } && !known.Participants.Contains(message.Leader))
+        {
+            RefuseTermination(id, leader, "not_a_participant", "its leader is not a participant of the transaction");
+            return;
+        }
         var journalSays = known switch
         {
             null => TransactionOutcome.Aborted,

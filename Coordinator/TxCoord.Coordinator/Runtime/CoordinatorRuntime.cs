@@ -7,6 +7,8 @@ using TxCoord.Contracts;
 using TxCoord.Coordinator.Engine;
 using TxCoord.Coordinator.Journal;
 using TxCoord.Coordinator.Monitoring;
+using TxCoord.Coordinator.Security;
+using TxCoord.Security;
 using TxCoord.Faults;
 
 namespace TxCoord.Coordinator.Runtime;
@@ -176,7 +178,9 @@ internal sealed partial class CoordinatorRuntime
     {
         var id = message.TransactionId;
         var participants = (message.Participants ?? []).ToImmutableArray();
-        var prepared = (message.Prepared ?? []).ToImmutableArray();
+        // Relayed early-prepare votes: only for the transaction's own participants, and with
+        // authentication on only with the participant's proof; the others are asked to prepare.
+        var (prepared, untrusted) = CoordinatorSenderChecks.CheckRelayedVotes(Options.Security, Id, message);
         var request = new CommitRequested(participants, message.Deadline == default ? null : message.Deadline, prepared, [.. message.WorkCounts ?? []]);
         return WithEntryAsync(id, async entry =>
         {
@@ -212,6 +216,12 @@ internal sealed partial class CoordinatorRuntime
             }
 
             Log.CommitRequested(_logger, id, message.Protocol, Join(participants));
+            foreach (var (participant, why) in untrusted)
+            {
+                RefusedMessages.Count("CommitTransaction.Prepared", participants.Contains(participant) ? "relayed_vote_unproven" : "not_a_participant");
+                CoordinatorSenderChecks.RelayedVoteUntrusted(_logger, id, participant.Value ?? "", why);
+            }
+
             if (!prepared.IsEmpty)
             {
                 Log.EarlyPreparedVotesRelayed(_logger, id, Join(prepared));

@@ -22,6 +22,9 @@ internal sealed class GlobalTransaction(
     /// <summary>Early prepare: the participants whose answer said their branch is prepared (their Yes votes).</summary>
     private readonly List<ParticipantId> _prepared = [];
 
+    /// <summary>Early prepare: the proof each of <see cref="_prepared"/> gave with its vote (null: none), relayed with it.</summary>
+    private readonly List<string?> _preparedProofs = [];
+
     /// <summary>How many works were sent to each participant: the last one's <see cref="TxCoordHeaders.WorkSequence"/>.</summary>
     private readonly Dictionary<ParticipantId, int> _workCounts = [];
     private bool _earlyPrepareAsked;
@@ -98,6 +101,7 @@ internal sealed class GlobalTransaction(
         }
 
         WorkResult result;
+        string? proof = null;
         try
         {
             var response = await initiator.RequestWork<TMessage>(participantId).GetResponse<WorkCompleted>(
@@ -121,6 +125,7 @@ internal sealed class GlobalTransaction(
                 // A participant that does not know early prepare answers without Prepared: it is asked to prepare as usual.
                 Prepared = prepare && response.Message.Succeeded && response.Message.Prepared,
             };
+            proof = response.Message.PreparedProof;
         }
         catch (RequestTimeoutException)
         {
@@ -140,6 +145,7 @@ internal sealed class GlobalTransaction(
             lock (_gate)
             {
                 _prepared.Add(participantId);
+                _preparedProofs.Add(proof);
             }
         }
 
@@ -167,11 +173,13 @@ internal sealed class GlobalTransaction(
 
         var participants = Participants;
         IReadOnlyList<ParticipantId> prepared;
+        IReadOnlyList<string?> proofs;
         bool earlyPrepareAsked;
         Dictionary<ParticipantId, int> workCounts;
         lock (_gate)
         {
             prepared = [.. _prepared];
+            proofs = [.. _preparedProofs];
             earlyPrepareAsked = _earlyPrepareAsked;
             workCounts = new Dictionary<ParticipantId, int>(_workCounts);
         }
@@ -203,6 +211,7 @@ internal sealed class GlobalTransaction(
                 new CommitTransaction
                 {
                     TransactionId = id, Participants = participants, Protocol = protocol, Deadline = deadline, Prepared = prepared,
+                    PreparedProofs = proofs.Any(p => p is not null) ? proofs : [],
                     WorkCounts = [.. participants.Select(p => workCounts.GetValueOrDefault(p))],
                 },
                 cancellationToken);

@@ -140,4 +140,11 @@ public sealed class TxCoordInitiatorOptions
 
     /// <summary>How long to wait for the coordinator's decision before reporting InDoubt.</summary>
     public TimeSpan CommitTimeout { get; set; } = DefaultCommitTimeout;
+
+    /// <summary>
+    /// Who may answer (docs/security.md): with <see cref="SenderAuthentication.BrokerUser"/>, a
+    /// commit or outcome answer is accepted only from a configured coordinator's broker user
+    /// (<see cref="TxCoordSecurityOptions.Coordinators"/>), and a work answer only from the broker user of the participant it names.
+    /// </summary>
+    public TxCoordSecurityOptions Security { get; } = new();
 }

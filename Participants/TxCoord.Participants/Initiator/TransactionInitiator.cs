@@ -18,8 +18,18 @@ internal sealed class TransactionInitiator(
 
     internal ILogger Logger => logger;
 
+    /// <summary>Set once the bus checks the answers this initiator receives (ConfigureTxCoordInitiator, or a participant's endpoints on the same bus).</summary>
+    internal bool ReceiveChecked { get; set; }
+
     public IGlobalTransaction Begin(TransactionOptions? transactionOptions = null)
     {
+        if (options.Security.SenderAuthentication != SenderAuthentication.Off && !ReceiveChecked)
+        {
+            throw new InvalidOperationException(
+                "The TxCoord initiator runs with Security:SenderAuthentication BrokerUser but its bus does not check who answers: "
+                + "call cfg.ConfigureTxCoordInitiator(context) (or cfg.ConfigureTxCoordParticipantEndpoints(context)) in the bus configuration.");
+        }
+
         transactionOptions ??= new TransactionOptions();
         var timeout = transactionOptions.Timeout ?? options.TransactionTimeout;
         if (timeout <= TimeSpan.Zero)

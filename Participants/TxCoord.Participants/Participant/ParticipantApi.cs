@@ -87,6 +87,14 @@ public sealed class TxCoordParticipantOptions
     /// <summary>How many messages the participant's endpoint handles at once.</summary>
     public int ConcurrentMessageLimit { get; set; } = DefaultConcurrentMessageLimit;
 
+    /// <summary>
+    /// Who may send protocol messages (docs/security.md): off by default; with
+    /// <see cref="SenderAuthentication.BrokerUser"/>, the coordinator's messages are accepted only
+    /// from the broker user mapped to the coordinator they name, and peers' termination messages only
+    /// from a recorded peer's user. <see cref="TxCoordSecurityOptions.VoteProofKey"/> signs early-prepare votes.
+    /// </summary>
+    public TxCoordSecurityOptions Security { get; } = new();
+
     internal List<WorkHandlerRegistration> Handlers { get; } = [];
 
     /// <summary>Registers the handler of one work message type.</summary>
@@ -146,6 +154,11 @@ public sealed class TxCoordParticipantOptions
         if (ConcurrentMessageLimit < 1)
         {
             throw new InvalidOperationException($"Participant '{ParticipantId}': ConcurrentMessageLimit must be at least 1.");
+        }
+
+        if (Contracts.Security.SecurityOptionsCheck.Check(Security, Contracts.Security.SenderRole.Participant, [ParticipantId]) is { Count: > 0 } security)
+        {
+            throw new InvalidOperationException($"Participant '{ParticipantId}': {string.Join(" ", security)}");
         }
     }
 }

@@ -2,7 +2,10 @@ using System.Collections.Concurrent;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using TxCoord.Contracts;
+using TxCoord.Contracts.Security;
 using TxCoord.Faults;
+using TxCoord.Participants.Security;
+using TxCoord.Security;
 using TxCoord.Participants.PostgreSql;
 
 namespace TxCoord.Participants.Participant;
@@ -222,7 +225,8 @@ internal sealed partial class ParticipantRuntime
         await InitializeAsync();
         var message = context.Message;
         if (!IsForMe(message.Participant, message.TransactionId) || !TryCreateGid(message.Coordinator, message.TransactionId, out var gid)
-            || !IsValidRequest(message.TransactionId, message.Asker, message.Round, minimumRound: 0))
+            || !IsValidRequest(message.TransactionId, message.Asker, message.Round, minimumRound: 0)
+            || !await IsAllowedPeerAsync(gid, nameof(GetBranchState), message.Asker, message.Round, isStateQuestion: true, context.CancellationToken))
         {
             return; // no answer: the asker counts this participant as unreachable
         }
@@ -278,7 +282,8 @@ internal sealed partial class ParticipantRuntime
         var message = context.Message;
         if (!IsForMe(message.Participant, message.TransactionId) || !TryCreateGid(message.Coordinator, message.TransactionId, out var gid)
             || !IsValidRequest(message.TransactionId, message.Leader, message.Round, minimumRound: 1)
-            || message.Outcome is not (TransactionOutcome.Committed or TransactionOutcome.Aborted))
+            || message.Outcome is not (TransactionOutcome.Committed or TransactionOutcome.Aborted)
+            || !await IsAllowedPeerAsync(gid, nameof(ProposeTermination), message.Leader, message.Round, isStateQuestion: false, context.CancellationToken))
         {
             return;
         }
@@ -333,7 +338,8 @@ internal sealed partial class ParticipantRuntime
         var message = context.Message;
         if (!TryCreateGid(message.Coordinator, message.TransactionId, out var gid)
             || !IsValidRequest(message.TransactionId, message.Leader, message.Round, minimumRound: 1)
-            || message.Outcome is not (TransactionOutcome.Committed or TransactionOutcome.Aborted))
+            || message.Outcome is not (TransactionOutcome.Committed or TransactionOutcome.Aborted)
+            || !await IsAllowedPeerAsync(gid, nameof(TerminationDecided), message.Leader, message.Round, isStateQuestion: false, context.CancellationToken))
         {
             return;
         }
@@ -398,6 +404,24 @@ internal sealed partial class ParticipantRuntime
         LastElected = record?.LastElected ?? 0,
         LastAttempt = state is BranchState.PreCommitted or BranchState.PreAborted ? record?.LastAttempt : null,
     };
+
+    /// <summary>
+    /// A peer's termination message is taken only from a participant the branch recorded at prepare,
+    /// and rounds, proposals and decisions only for a 3PC branch (SenderRules.CheckPeer), whatever the
+    /// sender authentication: no real leader is outside that list. Refused: logged, counted, unanswered.
+    /// </summary>
+    private async Task<bool> IsAllowedPeerAsync(BranchGid gid, string messageType, ParticipantId sender, int round, bool isStateQuestion, CancellationToken cancellationToken)
+    {
+        var record = await States.FindAsync(gid, cancellationToken);
+        if (SenderRules.CheckPeer(sender.Value, round, isStateQuestion, record?.Protocol, record?.Participants) is not { } refused)
+        {
+            return true;
+        }
+
+        RefusedMessages.Count(messageType, refused.Reason);
+        SdkSenderChecks.PeerRefused(_logger, gid.Transaction, Id.Value, messageType, sender.Value, round, refused.Detail);
+        return false;
+    }
 
     private bool IsValidRequest(TransactionId transactionId, ParticipantId from, int round, int minimumRound)
     {

@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using TxCoord.Contracts;
+using TxCoord.Contracts.Security;
 using TxCoord.Faults;
 using TxCoord.Participants.PostgreSql;
 
@@ -129,9 +130,13 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         }
 
         CrashPoint.Hit(CrashPoints.ParticipantAfterWork);
+        var prepared = refusal is null && earlyPrepare is not null;
         await context.RespondAsync(new WorkCompleted
         {
-            TransactionId = transactionId, Participant = Id, Succeeded = refusal is null, Reason = refusal, Prepared = refusal is null && earlyPrepare is not null,
+            TransactionId = transactionId, Participant = Id, Succeeded = refusal is null, Reason = refusal, Prepared = prepared,
+            PreparedProof = prepared && SecurityOptionsCheck.ProofKeyOf(_options.Security, Id.Value) is { } key
+                ? VoteProof.Compute(key, transactionId, Id, coordinator, sequence)
+                : null,
         });
     }
 

@@ -31,6 +31,13 @@ internal sealed record ClusterOptions
 
     /// <summary>More services of each participant's host (its DbContext, scoped services), given the participant id and its database.</summary>
     public Action<IServiceCollection, string, string>? ParticipantServices { get; init; }
+
+    /// <summary>
+    /// Sender authentication: each service connects as its own broker user and every role runs with
+    /// <see cref="SenderAuthentication.BrokerUser"/> and the map of ids to these users (and vote proof
+    /// keys). Null (the default): everyone connects as the test broker's user, authentication off.
+    /// </summary>
+    public BrokerUsers? BrokerUsers { get; init; }
 }
 
 /// <summary>
@@ -67,6 +74,30 @@ internal sealed class TxCoordCluster : IAsyncDisposable
     /// <summary>The running coordinator's bus (in the embedded mode, the one bus of everything), e.g. to observe what it sends.</summary>
     public IBus CoordinatorBus => _coordinatorHost!.Services.GetRequiredService<IBus>();
 
+    /// <summary>The vote proof key of a participant in an authenticated cluster.</summary>
+    public static string VoteProofKeyOf(string participant) => $"vote-proof-key-of-{participant}-0123456789abcdef";
+
+    /// <summary>The security settings every role of an authenticated cluster runs with (nothing in an unauthenticated one).</summary>
+    public void ConfigureSecurity(TxCoordSecurityOptions security)
+    {
+        if (_options.BrokerUsers is not { } users)
+        {
+            return;
+        }
+
+        security.SenderAuthentication = SenderAuthentication.BrokerUser;
+        security.Coordinators[CoordinatorId] = users.Coordinator;
+        foreach (var (participant, index) in ParticipantIds.Select((p, i) => (p, i)))
+        {
+            security.Participants[participant] = users.Participants[index];
+            security.VoteProofKeys[participant] = VoteProofKeyOf(participant);
+        }
+    }
+
+    /// <summary>The broker user a participant connects as (null when the cluster is not authenticated).</summary>
+    public string? UserOf(string participant) =>
+        _options.BrokerUsers?.Participants[ParticipantIds.ToList().IndexOf(participant)];
+
     public static async Task<TxCoordCluster> StartAsync(ClusterOptions? options = null)
     {
         var cluster = new TxCoordCluster(options ?? new ClusterOptions());
@@ -83,7 +114,8 @@ internal sealed class TxCoordCluster : IAsyncDisposable
                 await cluster.StartParticipantAsync(participant);
             }
 
-            cluster._initiatorHost = await StartHostAsync(cluster.ConfigureInitiator, cluster.ConfigureBus((_, _) => { }));
+            cluster._initiatorHost = await StartHostAsync(
+                cluster.ConfigureInitiator, cluster.ConfigureBus((cfg, ctx) => cfg.ConfigureTxCoordInitiator(ctx), cluster._options.BrokerUsers?.Initiator));
         }
 
         return cluster;
@@ -101,7 +133,7 @@ internal sealed class TxCoordCluster : IAsyncDisposable
     }
 
     public async Task StartCoordinatorAsync() =>
-        _coordinatorHost = await StartHostAsync(ConfigureCoordinator, ConfigureBus((cfg, ctx) => cfg.ConfigureTxCoordCoordinatorEndpoint(ctx)));
+        _coordinatorHost = await StartHostAsync(ConfigureCoordinator, ConfigureBus((cfg, ctx) => cfg.ConfigureTxCoordCoordinatorEndpoint(ctx), _options.BrokerUsers?.Coordinator));
 
     public async Task StopCoordinatorAsync()
     {
@@ -115,7 +147,7 @@ internal sealed class TxCoordCluster : IAsyncDisposable
     public async Task StartParticipantAsync(string participant) =>
         _participantHosts[participant] = await StartHostAsync(
             services => ConfigureParticipant(services, participant),
-            ConfigureBus((cfg, ctx) => cfg.ConfigureTxCoordParticipantEndpoints(ctx)));
+            ConfigureBus((cfg, ctx) => cfg.ConfigureTxCoordParticipantEndpoints(ctx), UserOf(participant)));
 
     public async Task StopParticipantAsync(string participant)
     {
@@ -130,8 +162,8 @@ internal sealed class TxCoordCluster : IAsyncDisposable
         _participantHosts[participant].Services.GetServices<Participants.Participant.ParticipantRuntime>().Single();
 
     /// <summary>A bus of the test's own, to talk to participants or the coordinator directly as another peer would.</summary>
-    public async Task<IHost> StartProbeAsync(Action<IBusFactoryConfigurator, IBusRegistrationContext> endpoints, Action<IServiceCollection> services) =>
-        await StartHostAsync(services, ConfigureBus(endpoints));
+    public async Task<IHost> StartProbeAsync(Action<IBusFactoryConfigurator, IBusRegistrationContext> endpoints, Action<IServiceCollection> services, string? brokerUser = null) =>
+        await StartHostAsync(services, ConfigureBus(endpoints, brokerUser));
 
     private async Task StartEmbeddedAsync() =>
         _coordinatorHost = await StartHostAsync(
@@ -159,6 +191,7 @@ internal sealed class TxCoordCluster : IAsyncDisposable
             o.VoteTimeout = _options.VoteTimeout;
             o.RedriveInitialInterval = TimeSpan.FromMilliseconds(500);
             o.RedriveMaxInterval = TimeSpan.FromSeconds(2);
+            ConfigureSecurity(o.Security);
         });
 
     private void ConfigureParticipant(IServiceCollection services, string participant)
@@ -172,6 +205,14 @@ internal sealed class TxCoordCluster : IAsyncDisposable
             o.DecisionTimeout = _options.DecisionTimeout;
             o.ResolveInterval = _options.ResolveInterval;
             o.OutcomeQueryTimeout = TimeSpan.FromSeconds(2);
+            ConfigureSecurity(o.Security);
+            if (_options.BrokerUsers is not null)
+            {
+                // A participant's own key only: the others' are the coordinator's to know.
+                o.Security.VoteProofKeys.Clear();
+                o.Security.VoteProofKey = VoteProofKeyOf(participant);
+            }
+
             _options.Handlers(o);
         });
     }
@@ -182,9 +223,11 @@ internal sealed class TxCoordCluster : IAsyncDisposable
             o.CoordinatorId = CoordinatorId;
             o.WorkTimeout = TimeSpan.FromSeconds(10);
             o.CommitTimeout = _options.CommitTimeout;
+            ConfigureSecurity(o.Security);
+            o.Security.VoteProofKeys.Clear();
         });
 
-    private Action<IBusRegistrationConfigurator> ConfigureBus(Action<IBusFactoryConfigurator, IBusRegistrationContext> endpoints) =>
+    private Action<IBusRegistrationConfigurator> ConfigureBus(Action<IBusFactoryConfigurator, IBusRegistrationContext> endpoints, string? brokerUser = null) =>
         x =>
         {
             if (_options.Transport == Transport.InMemory)
@@ -195,7 +238,7 @@ internal sealed class TxCoordCluster : IAsyncDisposable
             {
                 x.UsingRabbitMq((ctx, cfg) =>
                 {
-                    cfg.Host(TestServers.RabbitMq);
+                    cfg.Host(brokerUser is null ? TestServers.RabbitMq : BrokerUsers.UriFor(brokerUser));
                     endpoints(cfg, ctx);
                 });
             }

@@ -173,16 +173,24 @@ public sealed class ThreePhaseEngineTests
         });
     }
 
-    [Test]
-    public void TerminationDecidedCommitWhilePreparing_IsAdopted_EveryParticipantCommits()
+    [TestCase(0)]
+    [TestCase(1)]
+    [TestCase(2)]
+    public void TerminationDecidedCommitWhilePreparing_IsIgnored_NobodyCanBePreCommittedYet(int yesVotes)
     {
-        var transition = Begin3(A, B, C).Apply(Yes(A)).Apply(Decided(TransactionOutcome.Committed));
+        // Issue 16: it used to be adopted, forcing a commit of participants that had not even voted.
+        var preparing = Begin3(A, B, C).State;
+        foreach (var voter in new[] { A, B }.Take(yesVotes))
+        {
+            preparing = preparing.Apply(Yes(voter)).State;
+        }
+
+        var transition = preparing.Apply(Decided(TransactionOutcome.Committed));
 
         Assert.Multiple(() =>
         {
-            Assert.That(transition.State.Phase, Is.EqualTo(TransactionPhase.Deciding));
-            Assert.That(transition.State.YesVoters, Is.EqualTo(new[] { A, B, C }));
-            Assert.That(transition.Effects, Is.EqualTo(new TransactionEffect[] { new ForceCommitDecision() }));
+            Assert.That(transition.State, Is.EqualTo(preparing));
+            Assert.That(transition.Effects, Is.Empty);
         });
     }
 

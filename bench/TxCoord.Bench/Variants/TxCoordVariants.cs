@@ -99,6 +99,7 @@ internal sealed class BusCluster(BenchEnvironment environment, InProcessCounters
     private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(90);
 
     private readonly List<ServiceProcess> _processes = [];
+    private readonly BenchSenderAuthentication? _auth = BenchSenderAuthentication.FromEnvironment(environment);
     private IHost? _initiatorHost;
     private Task? _started;
 
@@ -124,34 +125,62 @@ internal sealed class BusCluster(BenchEnvironment environment, InProcessCounters
     private async Task StartOnceAsync(CancellationToken cancellationToken)
     {
         var rabbit = environment.RabbitMq.ToString();
+        if (_auth is not null)
+        {
+            await _auth.CreateUsersAsync();
+        }
+
+        var coordinatorSettings = new Dictionary<string, string>
+        {
+            ["ConnectionStrings__Journal"] = environment.Database(BenchEnvironment.Journal),
+            ["ConnectionStrings__RabbitMq"] = _auth?.UriFor("coordinator").ToString() ?? rabbit,
+            ["TxCoord__CoordinatorId"] = CoordinatorId,
+            ["ASPNETCORE_URLS"] = CoordinatorUrls,
+        };
+        foreach (var (key, value) in _auth?.Settings(ownParticipant: null) ?? [])
+        {
+            coordinatorSettings[key] = value;
+        }
+
         _processes.Add(ServiceProcess.Start(
             "coordinator",
             environment.BuiltDll("Coordinator/TxCoord.Coordinator.Host", "TxCoord.Coordinator.Host"),
-            new Dictionary<string, string>
-            {
-                ["ConnectionStrings__Journal"] = environment.Database(BenchEnvironment.Journal),
-                ["ConnectionStrings__RabbitMq"] = rabbit,
-                ["TxCoord__CoordinatorId"] = CoordinatorId,
-                ["ASPNETCORE_URLS"] = CoordinatorUrls,
-            },
+            coordinatorSettings,
             environment.LogDirectory));
         foreach (var (participant, database) in new[] { (TxCoordTransfer.DebitParticipant, BenchEnvironment.BankA), (TxCoordTransfer.CreditParticipant, BenchEnvironment.BankB) })
         {
+            var participantSettings = new Dictionary<string, string>
+            {
+                ["Bank__ParticipantId"] = participant,
+                ["ConnectionStrings__Bank"] = environment.Database(database),
+                ["ConnectionStrings__RabbitMq"] = _auth?.UriFor(participant).ToString() ?? rabbit,
+            };
+            foreach (var (key, value) in _auth?.Settings(participant) ?? [])
+            {
+                participantSettings[key] = value;
+            }
+
             _processes.Add(ServiceProcess.Start(
                 participant,
                 environment.BuiltDll("samples/Bank/TxCoord.Samples.Bank.Participant", "TxCoord.Samples.Bank.Participant"),
-                new Dictionary<string, string>
-                {
-                    ["Bank__ParticipantId"] = participant,
-                    ["ConnectionStrings__Bank"] = environment.Database(database),
-                    ["ConnectionStrings__RabbitMq"] = rabbit,
-                },
+                participantSettings,
                 environment.LogDirectory));
         }
 
         var builder = TxCoordTransfer.CreateHostBuilder();
-        builder.Services.AddTxCoordInitiator(o => o.CoordinatorId = CoordinatorId);
-        builder.Services.AddMassTransit(bus => bus.UsingRabbitMq((_, rabbitMq) => rabbitMq.Host(environment.RabbitMq, "txcoord-bench-initiator", _ => { })));
+        builder.Services.AddTxCoordInitiator(o =>
+        {
+            o.CoordinatorId = CoordinatorId;
+            if (_auth is not null)
+            {
+                BenchSenderAuthentication.ConfigureInitiator(o.Security);
+            }
+        });
+        builder.Services.AddMassTransit(bus => bus.UsingRabbitMq((context, rabbitMq) =>
+        {
+            rabbitMq.Host(_auth?.UriFor("initiator") ?? environment.RabbitMq, "txcoord-bench-initiator", _ => { });
+            rabbitMq.ConfigureTxCoordInitiator(context);
+        }));
         _initiatorHost = builder.Build();
         await _initiatorHost.StartAsync(cancellationToken);
         counters.Observe(_initiatorHost.Services.GetRequiredService<IBus>());
@@ -183,6 +212,11 @@ internal sealed class BusCluster(BenchEnvironment environment, InProcessCounters
         foreach (var process in _processes)
         {
             await process.DisposeAsync();
+        }
+
+        if (_auth is not null)
+        {
+            await _auth.DeleteUsersAsync();
         }
     }
 }

@@ -96,6 +96,7 @@ internal static class SampleSettings
         options.OutcomeQueryTimeout = TimeSpanSetting(configuration, "TxCoord:Participant:OutcomeQueryTimeout", options.OutcomeQueryTimeout);
         options.CoordinatorRetryMaxInterval = TimeSpanSetting(configuration, "TxCoord:Participant:CoordinatorRetryMaxInterval", options.CoordinatorRetryMaxInterval);
         options.TerminationTimeout = TimeSpanSetting(configuration, "TxCoord:Participant:TerminationTimeout", options.TerminationTimeout);
+        Security(configuration, options.Security);
         var coordinators = configuration["TxCoord:Coordinators"] is { Length: > 0 } list ? list : configuration["TxCoord:CoordinatorId"];
         foreach (var coordinator in (coordinators ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
@@ -105,6 +106,36 @@ internal static class SampleSettings
             }
 
             options.Coordinators.Add(coordinator);
+        }
+    }
+
+    /// <summary>
+    /// Sender authentication (docs/security.md) from <c>TxCoord:Security</c>: <c>SenderAuthentication</c>
+    /// (Off or BrokerUser), <c>Coordinators:&lt;id&gt;</c> and <c>Participants:&lt;id&gt;</c> (broker
+    /// users), <c>VoteProofKey</c> and <c>VoteProofKeys:&lt;id&gt;</c>. Unset: off.
+    /// </summary>
+    public static void Security(IConfiguration configuration, TxCoordSecurityOptions security)
+    {
+        const string section = "TxCoord:Security";
+        var mode = configuration[$"{section}:SenderAuthentication"];
+        if (!string.IsNullOrWhiteSpace(mode))
+        {
+            security.SenderAuthentication = Enum.TryParse<SenderAuthentication>(mode, ignoreCase: true, out var parsed) && Enum.IsDefined(parsed) && !int.TryParse(mode, out _)
+                ? parsed
+                : throw new SettingsException($"{section}:SenderAuthentication '{mode}' is invalid: use Off or BrokerUser (fix {EnvironmentName($"{section}:SenderAuthentication")})");
+        }
+
+        foreach (var (name, map) in new[] { ("Coordinators", security.Coordinators), ("Participants", security.Participants), ("VoteProofKeys", security.VoteProofKeys) })
+        {
+            foreach (var entry in configuration.GetSection($"{section}:{name}").GetChildren())
+            {
+                map[entry.Key] = entry.Value ?? "";
+            }
+        }
+
+        if (configuration[$"{section}:VoteProofKey"] is { Length: > 0 } key)
+        {
+            security.VoteProofKey = key;
         }
     }
 

@@ -28,7 +28,11 @@ try
         }
 
         settings = DemoSettings.Read(builder.Configuration);
-        builder.Services.AddTxCoordInitiator(options => options.CoordinatorId = settings.CoordinatorId);
+        builder.Services.AddTxCoordInitiator(options =>
+        {
+            options.CoordinatorId = settings.CoordinatorId;
+            SampleSettings.Security(builder.Configuration, options.Security);
+        });
     }
     catch (Exception e) when (e is SettingsException or ArgumentException)
     {
@@ -45,8 +49,11 @@ try
         options.StartTimeout = arguments.Timeout;
         options.StopTimeout = TimeSpan.FromSeconds(30);
     });
-    builder.Services.AddMassTransit(bus => bus.UsingRabbitMq((_, rabbit) =>
-        rabbit.Host(settings.RabbitMq, "txcoord-sample-transfers", _ => { })));
+    builder.Services.AddMassTransit(bus => bus.UsingRabbitMq((context, rabbit) =>
+    {
+        rabbit.Host(settings.RabbitMq, "txcoord-sample-transfers", _ => { });
+        rabbit.ConfigureTxCoordInitiator(context);
+    }));
 
     using var host = builder.Build();
     return await new Demo(arguments, settings, host, Console.Out).RunAsync();
