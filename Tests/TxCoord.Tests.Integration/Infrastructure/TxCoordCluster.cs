@@ -31,6 +31,12 @@ internal sealed record ClusterOptions
 
     /// <summary>More services of each participant's host (its DbContext, scoped services), given the participant id and its database.</summary>
     public Action<IServiceCollection, string, string>? ParticipantServices { get; init; }
+
+    /// <summary>More services of the coordinator's host (a captured log provider, say).</summary>
+    public Action<IServiceCollection>? CoordinatorServices { get; init; }
+
+    /// <summary>More settings of the coordinator.</summary>
+    public Action<CoordinatorOptions>? Coordinator { get; init; }
 }
 
 /// <summary>
@@ -151,7 +157,9 @@ internal sealed class TxCoordCluster : IAsyncDisposable
                 cfg.ConfigureTxCoordParticipantEndpoints(ctx);
             }));
 
-    private void ConfigureCoordinator(IServiceCollection services) =>
+    private void ConfigureCoordinator(IServiceCollection services)
+    {
+        _options.CoordinatorServices?.Invoke(services);
         services.AddTxCoordCoordinator(o =>
         {
             o.CoordinatorId = CoordinatorId;
@@ -159,7 +167,9 @@ internal sealed class TxCoordCluster : IAsyncDisposable
             o.VoteTimeout = _options.VoteTimeout;
             o.RedriveInitialInterval = TimeSpan.FromMilliseconds(500);
             o.RedriveMaxInterval = TimeSpan.FromSeconds(2);
+            _options.Coordinator?.Invoke(o);
         });
+    }
 
     private void ConfigureParticipant(IServiceCollection services, string participant)
     {
