@@ -31,6 +31,14 @@ public static class TxCoordServiceCollectionExtensions
             }
         }
 
+        foreach (var (name, value) in new[] { ("MaxParticipantsPerTransaction", options.MaxParticipantsPerTransaction), ("MaxWorksPerParticipant", options.MaxWorksPerParticipant) })
+        {
+            if (value < 1)
+            {
+                throw new ArgumentException($"TxCoord initiator option {name} must be at least 1 (was {value}).");
+            }
+        }
+
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<ITransactionInitiator>(sp => new TransactionInitiator(
             options, sp, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<TransactionInitiator>>()));
