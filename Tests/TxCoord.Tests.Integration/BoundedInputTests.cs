@@ -150,24 +150,25 @@ public sealed class BoundedInputTests
     [Test]
     public async Task NoVoteWithAHostileReason_AbortsWithTheReasonCutAndEscaped()
     {
-        var participant = _cluster.ParticipantIds[0];
-        await using var tx = _cluster.Initiator.Begin();
-        var work = await tx.SendAsync(participant, new PutItem { Key = $"k-{tx.Id}", Value = "v" });
-        Assert.That(work.Succeeded, Is.True, work.Reason);
-
-        // Before the coordinator asks: a No vote in the participant's name, with a long, multi-line reason.
+        // A participant that runs nowhere: the only vote the coordinator gets is the one sent here.
+        var id = TransactionId.New();
+        var silent = new ParticipantId($"silent-{id.ToString()[..12]}");
         var endpoint = await _probe.Services.GetRequiredService<IBus>().GetSendEndpoint(TxCoordQueues.CoordinatorAddress(new CoordinatorId(_cluster.CoordinatorId)));
-        var committing = tx.CommitAsync();
-        await endpoint.Send(new BranchVoted
+        var committing = RequestAsync(new CommitTransaction { TransactionId = id, Participants = [silent] });
+        var vote = new BranchVoted { TransactionId = id, Participant = silent, Vote = Vote.No, Reason = "no\r\n[12:00:00.000 FTL] fake " + new string('n', 50_000) };
+        while (!committing.IsCompleted)
         {
-            TransactionId = tx.Id, Participant = new ParticipantId(participant), Vote = Vote.No, Reason = "no\r\n[12:00:00.000 FTL] fake " + new string('n', 50_000),
-        });
-        var result = await committing;
+            // Until the coordinator holds the transaction, a No vote for it is ignored: send it again.
+            await endpoint.Send(vote);
+            await Task.WhenAny(committing, Task.Delay(TimeSpan.FromMilliseconds(100)));
+        }
 
-        var row = await JournalRowAsync(tx.Id);
+        var answer = await committing;
+        var row = await JournalRowAsync(id);
         Assert.Multiple(() =>
         {
-            Assert.That(result.Outcome, Is.EqualTo(CommitOutcome.Aborted));
+            Assert.That(answer.Outcome, Is.EqualTo(TransactionOutcome.Aborted));
+            Assert.That(answer.Reason, Does.StartWith($"participant {silent} voted No: no\\r\\n[12:00:00.000 FTL] fake nnn"));
             Assert.That(row.Reason, Does.Not.Contain("\n").And.Not.Contain("\r"));
             Assert.That(row.Reason, Has.Length.LessThan(2_200));
         });
@@ -201,6 +202,72 @@ public sealed class BoundedInputTests
             Assert.That(await ExistingQueuesAsync([TxCoordQueues.Coordinator(stray)]), Is.Empty, "a queue for a coordinator the participant does not know");
             Assert.That(Refusals(stray), Is.GreaterThanOrEqualTo(3));
         });
+    }
+
+    [Test]
+    public void InitiatorDeclaringMoreParticipantsThanTheCap_IsRefusedAtBegin()
+    {
+        var names = Enumerable.Range(1, 33).Select(i => $"peer-{i}").ToArray();
+
+        var refused = Assert.Throws<ArgumentException>(() => _cluster.Initiator.Begin(new TransactionOptions { Participants = names }));
+
+        Assert.That(refused!.Message, Does.Contain("33 participants").And.Contain("MaxParticipantsPerTransaction").And.Contain("32"));
+    }
+
+    [Test]
+    public async Task InitiatorWithSmallCaps_RefusesTheWorkAboveThem_AndTheParticipantAboveThem()
+    {
+        var participant = _cluster.ParticipantIds[0];
+        var host = await _cluster.StartProbeAsync((_, _) => { }, services => services.AddTxCoordInitiator(o =>
+        {
+            o.CoordinatorId = _cluster.CoordinatorId;
+            o.MaxWorksPerParticipant = 2;
+            o.MaxParticipantsPerTransaction = 1;
+        }));
+        try
+        {
+            await using var tx = host.Services.GetRequiredService<ITransactionInitiator>().Begin();
+            for (var i = 1; i <= 2; i++)
+            {
+                var work = await tx.SendAsync(participant, new PutItem { Key = $"k{i}-{tx.Id}", Value = "v" });
+                Assert.That(work.Succeeded, Is.True, work.Reason);
+            }
+
+            var thirdWork = Assert.ThrowsAsync<InvalidOperationException>(() => tx.SendAsync(participant, new PutItem { Key = $"k3-{tx.Id}", Value = "v" }));
+            var secondParticipant = Assert.ThrowsAsync<InvalidOperationException>(() => tx.SendAsync("another", new PutItem { Key = $"k4-{tx.Id}", Value = "v" }));
+            Assert.Multiple(() =>
+            {
+                Assert.That(thirdWork!.Message, Does.Contain("MaxWorksPerParticipant"));
+                Assert.That(secondParticipant!.Message, Does.Contain("MaxParticipantsPerTransaction"));
+            });
+
+            // What was sent still commits.
+            Assert.That((await tx.CommitAsync()).Outcome, Is.EqualTo(CommitOutcome.Committed));
+        }
+        finally
+        {
+            await host.StopAsync();
+            host.Dispose();
+        }
+    }
+
+    [Test]
+    public async Task WorkNumberedAboveTheParticipantsCap_IsRefused()
+    {
+        var participant = _cluster.ParticipantIds[0];
+        var client = _probe.Services.GetRequiredService<IClientFactory>()
+            .CreateRequestClient<PutItem>(TxCoordQueues.ParticipantAddress(new ParticipantId(participant)), RequestTimeout.After(s: 10));
+        var id = TransactionId.New();
+
+        var answer = await client.GetResponse<WorkCompleted>(new PutItem { Key = $"k-{id}", Value = "v" }, x => x.UseExecute(c =>
+        {
+            c.Headers.Set(TxCoordHeaders.TransactionId, id.ToString());
+            c.Headers.Set(TxCoordHeaders.CoordinatorId, _cluster.CoordinatorId);
+            c.Headers.Set(TxCoordHeaders.WorkSequence, 1_001);
+        }));
+
+        Assert.That(answer.Message.Succeeded, Is.False);
+        Assert.That(answer.Message.Reason, Does.Contain("MaxWorksPerTransaction"));
     }
 
     private int Refusals(CoordinatorId coordinator) =>
