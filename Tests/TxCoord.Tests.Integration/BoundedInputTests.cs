@@ -270,6 +270,32 @@ public sealed class BoundedInputTests
         Assert.That(answer.Message.Reason, Does.Contain("MaxWorksPerTransaction"));
     }
 
+    [Test]
+    public async Task MessageOfAnUnknownType_IsLoggedWithItsTypeAndQueue_WhenItIsMovedToSkipped()
+    {
+        var bus = _probe.Services.GetRequiredService<IBus>();
+        var coordinatorQueue = TxCoordQueues.Coordinator(new CoordinatorId(_cluster.CoordinatorId));
+        var participantQueue = TxCoordQueues.Participant(new ParticipantId(_cluster.ParticipantIds[0]));
+        var marker = Guid.NewGuid().ToString("N");
+        await (await bus.GetSendEndpoint(new Uri($"queue:{coordinatorQueue}"))).Send(new NobodyHandlesThis { Marker = marker });
+        await (await bus.GetSendEndpoint(new Uri($"queue:{participantQueue}"))).Send(new NobodyHandlesThis { Marker = marker });
+
+        static bool Names(CapturedLog e, string queue) =>
+            e.Level == LogLevel.Warning && e.Message.Contains(nameof(NobodyHandlesThis)) && e.Message.Contains(queue);
+        await Eventually.WaitForAsync(
+            async () => await ExistingQueuesAsync([$"{coordinatorQueue}_skipped", $"{participantQueue}_skipped"]),
+            found => found.Count == 2,
+            TimeSpan.FromSeconds(15),
+            "both _skipped queues");
+        var logged = await Eventually.WaitForAsync(
+            () => Task.FromResult(_coordinatorLogs.Entries.Any(e => Names(e, coordinatorQueue)) && _participantLogs.Entries.Any(e => Names(e, participantQueue))),
+            found => found,
+            TimeSpan.FromSeconds(5),
+            "a warning naming the type and the queue on each side");
+
+        Assert.That(logged, Is.True);
+    }
+
     private int Refusals(CoordinatorId coordinator) =>
         _participantLogs.Entries.Count(e => e.Level >= LogLevel.Warning && e.Message.Contains(coordinator.Value) && e.Message.Contains("unknown coordinator"));
 
@@ -322,6 +348,12 @@ public sealed class BoundedInputTests
     {
         services.AddSingleton<ILoggerProvider>(logs);
         services.Configure<LoggerFilterOptions>(o => o.MinLevel = LogLevel.Debug);
+    }
+
+    /// <summary>A message type no TxCoord endpoint handles: MassTransit moves it to the endpoint's _skipped queue.</summary>
+    public sealed record NobodyHandlesThis
+    {
+        public required string Marker { get; init; }
     }
 
     private sealed class JournalRow
