@@ -69,6 +69,7 @@ internal static class CoordinatorHostSetup
             .ReadFrom.Configuration(context.Configuration)
             .ReadFrom.Services(services)
             .Enrich.FromLogContext()
+            .Enrich.With<TxCoord.Logging.EscapeControlCharactersEnricher>()
             .WriteTo.Console(outputTemplate: OutputTemplate));
 
         var coordinator = settings.Coordinator;

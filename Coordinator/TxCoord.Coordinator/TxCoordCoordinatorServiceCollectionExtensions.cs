@@ -1,4 +1,7 @@
 using MassTransit;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using TxCoord.Bus;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
@@ -73,7 +76,9 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
             ?? throw new InvalidOperationException(
                 $"The TxCoord coordinator is not registered: call services.{nameof(TxCoordCoordinatorServiceCollectionExtensions.AddTxCoordCoordinator)}(...) before configuring its endpoint.");
 
-        configurator.ReceiveEndpoint(TxCoordQueues.Coordinator(runtime.Id), endpoint =>
+        var queue = TxCoordQueues.Coordinator(runtime.Id);
+        var logger = context.GetService<ILoggerFactory>()?.CreateLogger("TxCoord.Coordinator.SkippedMessages") ?? NullLogger.Instance;
+        configurator.ReceiveEndpoint(queue, endpoint =>
         {
             // Messages are sent to this queue by address, never published: no fan-out bindings.
             endpoint.ConfigureConsumeTopology = false;
@@ -83,6 +88,7 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
             // A journal blip should not send a request to the error queue; every handler is idempotent.
             endpoint.UseMessageRetry(retry => retry.Intervals(100, 500, 2000));
             endpoint.UseTxCoordBusFaults();
+            endpoint.UseTxCoordSkippedMessageLog(queue, (name, types) => Log.MessageSkipped(logger, name, types));
             endpoint.Handler<CommitTransaction>(runtime.HandleCommitAsync);
             endpoint.Handler<RollbackTransaction>(runtime.HandleRollbackAsync);
             endpoint.Handler<GetTransactionOutcome>(runtime.HandleGetOutcomeAsync);

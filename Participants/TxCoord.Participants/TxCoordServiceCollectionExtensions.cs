@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using TxCoord.Bus;
 using TxCoord.Contracts;
 using TxCoord.Faults;
 using TxCoord.Participants.Initiator;
@@ -82,9 +83,11 @@ public static class TxCoordBusConfiguratorExtensions
         ArgumentNullException.ThrowIfNull(context);
         var deliveryLogger = context.GetService<ILoggerFactory>()?.CreateLogger("TxCoord.Participants.DeliveryWatch") ?? NullLogger.Instance;
         var time = context.GetService<TimeProvider>() ?? TimeProvider.System;
+        var skippedLogger = context.GetService<ILoggerFactory>()?.CreateLogger("TxCoord.Participants.SkippedMessages") ?? NullLogger.Instance;
         foreach (var participant in context.GetServices<ParticipantRuntime>())
         {
-            configurator.ReceiveEndpoint(TxCoordQueues.Participant(participant.Id), endpoint =>
+            var queue = TxCoordQueues.Participant(participant.Id);
+            configurator.ReceiveEndpoint(queue, endpoint =>
             {
                 // Messages are sent to this queue by address, never published: no fan-out bindings.
                 endpoint.ConfigureConsumeTopology = false;
@@ -93,6 +96,7 @@ public static class TxCoordBusConfiguratorExtensions
                 // Before the fault filter, so a message the fault seam holds up counts as a slow handler.
                 endpoint.UseTxCoordDeliveryWatch(participant.Id.Value, deliveryLogger, time);
                 endpoint.UseTxCoordBusFaults();
+                endpoint.UseTxCoordSkippedMessageLog(queue, (name, types) => LimitsLog.MessageSkipped(skippedLogger, name, types));
                 endpoint.Handler<PrepareBranch>(participant.HandlePrepareAsync);
                 endpoint.Handler<PrepareBranches>(participant.HandlePrepareBatchAsync);
                 endpoint.Handler<CommitBranch>(participant.HandleCommitAsync);

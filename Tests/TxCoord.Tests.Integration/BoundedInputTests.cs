@@ -291,7 +291,7 @@ public sealed class BoundedInputTests
             () => Task.FromResult(_coordinatorLogs.Entries.Any(e => Names(e, coordinatorQueue)) && _participantLogs.Entries.Any(e => Names(e, participantQueue))),
             found => found,
             TimeSpan.FromSeconds(5),
-            "a warning naming the type and the queue on each side");
+            "a warning naming the type and the queue on each side: " + string.Join(" | ", _coordinatorLogs.Entries.Concat(_participantLogs.Entries).Where(e => e.Message.Contains("skipped")).Select(e => e.Message)));
 
         Assert.That(logged, Is.True);
     }

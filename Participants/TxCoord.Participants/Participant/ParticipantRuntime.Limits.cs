@@ -88,4 +88,7 @@ internal static partial class LimitsLog
 
     [LoggerMessage(2801, LogLevel.Warning, "Transaction {TransactionId}: participant {Participant} refused {MessageType} naming {Count} participants, more than its cap of {Max} (option MaxParticipantsPerTransaction); nothing changed")]
     public static partial void TooManyPeers(ILogger logger, TransactionId transactionId, string participant, string messageType, int count, int max);
+
+    [LoggerMessage(2802, LogLevel.Warning, "A message no handler of queue {Queue} takes was moved to that queue's _skipped queue; its message types: {MessageTypes}")]
+    public static partial void MessageSkipped(ILogger logger, string queue, string messageTypes);
 }
