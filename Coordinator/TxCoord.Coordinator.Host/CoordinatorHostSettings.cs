@@ -11,7 +11,9 @@ namespace TxCoord.Coordinator.Host;
 /// <c>TxCoord:VoteTimeout</c>, <c>TxCoord:DefaultTransactionTimeout</c>,
 /// <c>TxCoord:RedriveInitialInterval</c>, <c>TxCoord:RedriveMaxInterval</c>,
 /// <c>TxCoord:TickInterval</c>, <c>TxCoord:BatchWindow</c> (TimeSpan strings such as
-/// <c>00:00:10</c>; the batch window may be <c>00:00:00</c>: no batching).
+/// <c>00:00:10</c>; the batch window may be <c>00:00:00</c>: no batching), and the caps
+/// <c>TxCoord:MaxParticipantsPerTransaction</c>, <c>TxCoord:MaxWorksPerParticipant</c>,
+/// <c>TxCoord:MaxReasonLength</c> (whole numbers).
 /// </summary>
 internal sealed record CoordinatorHostSettings(CoordinatorOptions Coordinator, RabbitMqEndpoint RabbitMq)
 {
@@ -56,6 +58,9 @@ internal sealed record CoordinatorHostSettings(CoordinatorOptions Coordinator, R
         options.RedriveMaxInterval = ReadTimeSpan(configuration, nameof(CoordinatorOptions.RedriveMaxInterval), options.RedriveMaxInterval, errors);
         options.TickInterval = ReadTimeSpan(configuration, nameof(CoordinatorOptions.TickInterval), options.TickInterval, errors);
         options.BatchWindow = ReadTimeSpan(configuration, nameof(CoordinatorOptions.BatchWindow), options.BatchWindow, errors, allowZero: true);
+        options.MaxParticipantsPerTransaction = ReadInt(configuration, nameof(CoordinatorOptions.MaxParticipantsPerTransaction), options.MaxParticipantsPerTransaction, errors);
+        options.MaxWorksPerParticipant = ReadInt(configuration, nameof(CoordinatorOptions.MaxWorksPerParticipant), options.MaxWorksPerParticipant, errors);
+        options.MaxReasonLength = ReadInt(configuration, nameof(CoordinatorOptions.MaxReasonLength), options.MaxReasonLength, errors);
 
         if (errors.Count == 0 && CoordinatorOptionsValidator.Check(options) is { Count: > 0 } remaining)
         {
@@ -71,6 +76,24 @@ internal sealed record CoordinatorHostSettings(CoordinatorOptions Coordinator, R
         settings = new CoordinatorHostSettings(options, rabbitMq);
         error = null;
         return true;
+    }
+
+    private static int ReadInt(IConfiguration configuration, string name, int fallback, List<string> errors)
+    {
+        var key = $"{Section}:{name}";
+        var text = configuration[key];
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return fallback;
+        }
+
+        if (int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value))
+        {
+            return value;
+        }
+
+        errors.Add($"{key} '{UntrustedText.Bound(text, 100)}' is not a whole number");
+        return fallback;
     }
 
     private static TimeSpan ReadTimeSpan(IConfiguration configuration, string name, TimeSpan fallback, List<string> errors, bool allowZero = false)

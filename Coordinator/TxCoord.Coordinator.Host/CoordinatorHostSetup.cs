@@ -83,6 +83,9 @@ internal static class CoordinatorHostSetup
             options.RedriveMaxInterval = coordinator.RedriveMaxInterval;
             options.TickInterval = coordinator.TickInterval;
             options.BatchWindow = coordinator.BatchWindow;
+            options.MaxParticipantsPerTransaction = coordinator.MaxParticipantsPerTransaction;
+            options.MaxWorksPerParticipant = coordinator.MaxWorksPerParticipant;
+            options.MaxReasonLength = coordinator.MaxReasonLength;
         });
 
         var rabbitMq = settings.RabbitMq;
