@@ -296,6 +296,21 @@ public sealed class BoundedInputTests
         Assert.That(logged, Is.True);
     }
 
+    [Test]
+    public async Task MessageAboveTheBrokersMaxMessageSize_IsRefusedByTheBroker()
+    {
+        // scripts/services.sh sets max_message_size = 1 MiB for every mode; RabbitMQ's default would take 128 MiB.
+        var factory = new ConnectionFactory { Uri = TestServers.RabbitMq };
+        await using var connection = await factory.CreateConnectionAsync();
+        await using var channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
+        var queue = TxCoordQueues.Coordinator(new CoordinatorId(_cluster.CoordinatorId));
+
+        var refused = Assert.CatchAsync<Exception>(async () =>
+            await channel.BasicPublishAsync(exchange: "", routingKey: queue, mandatory: false, body: new byte[2 * 1024 * 1024]));
+
+        Assert.That(refused!.ToString(), Does.Contain("larger than configured max size").Or.Contain("PRECONDITION_FAILED"));
+    }
+
     private int Refusals(CoordinatorId coordinator) =>
         _participantLogs.Entries.Count(e => e.Level >= LogLevel.Warning && e.Message.Contains(coordinator.Value) && e.Message.Contains("unknown coordinator"));
 
