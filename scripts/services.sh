@@ -756,6 +756,10 @@ log.file.level = info
 log.console = false
 # `guest` may only connect over loopback (the default): we only use 127.0.0.1.
 loopback_users.guest = true
+# No TxCoord message comes near 1 MiB (a PrepareBranch for 32 participants is a few KB); the
+# broker refuses anything larger, so one publish cannot put a 20 MB reason in a queue.
+# Production brokers should set the same (README, limits); RabbitMQ's default is 128 MiB.
+max_message_size = 1048576
 EOF
     if (( TXC_TLS )); then _txc_tls_certs || return; fi
     (( TXC_TLS )) && {

@@ -11,8 +11,10 @@ namespace TxCoord.Coordinator.Host;
 /// <c>TxCoord:VoteTimeout</c>, <c>TxCoord:DefaultTransactionTimeout</c>,
 /// <c>TxCoord:RedriveInitialInterval</c>, <c>TxCoord:RedriveMaxInterval</c>,
 /// <c>TxCoord:TickInterval</c>, <c>TxCoord:BatchWindow</c> (TimeSpan strings such as
-/// <c>00:00:10</c>; the batch window may be <c>00:00:00</c>: no batching), and sender
-/// authentication under <c>TxCoord:Security</c> (<c>SenderAuthentication</c> Off or BrokerUser,
+/// <c>00:00:10</c>; the batch window may be <c>00:00:00</c>: no batching), the caps
+/// <c>TxCoord:MaxParticipantsPerTransaction</c>, <c>TxCoord:MaxWorksPerParticipant</c>,
+/// <c>TxCoord:MaxReasonLength</c> (whole numbers), and sender authentication under
+/// <c>TxCoord:Security</c> (<c>SenderAuthentication</c> Off or BrokerUser,
 /// <c>Coordinators:&lt;id&gt;</c> and <c>Participants:&lt;id&gt;</c> broker users,
 /// <c>VoteProofKeys:&lt;participant&gt;</c>; see docs/security.md).
 /// </summary>
@@ -65,6 +67,9 @@ internal sealed record CoordinatorHostSettings(CoordinatorOptions Coordinator, R
         {
             errors.Add($"{Section}:Security:Coordinators:{options.CoordinatorId} is '{ownUser}' but {RabbitMqKey} connects as '{rabbitMq.Username}': RabbitMQ refuses a user_id that is not the connection's user");
         }
+        options.MaxParticipantsPerTransaction = ReadInt(configuration, nameof(CoordinatorOptions.MaxParticipantsPerTransaction), options.MaxParticipantsPerTransaction, errors);
+        options.MaxWorksPerParticipant = ReadInt(configuration, nameof(CoordinatorOptions.MaxWorksPerParticipant), options.MaxWorksPerParticipant, errors);
+        options.MaxReasonLength = ReadInt(configuration, nameof(CoordinatorOptions.MaxReasonLength), options.MaxReasonLength, errors);
 
         if (errors.Count == 0 && CoordinatorOptionsValidator.Check(options) is { Count: > 0 } remaining)
         {
@@ -110,6 +115,24 @@ internal sealed record CoordinatorHostSettings(CoordinatorOptions Coordinator, R
         {
             security.VoteProofKey = key;
         }
+    }
+
+    private static int ReadInt(IConfiguration configuration, string name, int fallback, List<string> errors)
+    {
+        var key = $"{Section}:{name}";
+        var text = configuration[key];
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return fallback;
+        }
+
+        if (int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value))
+        {
+            return value;
+        }
+
+        errors.Add($"{key} '{UntrustedText.Bound(text, 100)}' is not a whole number");
+        return fallback;
     }
 
     private static TimeSpan ReadTimeSpan(IConfiguration configuration, string name, TimeSpan fallback, List<string> errors, bool allowZero = false)

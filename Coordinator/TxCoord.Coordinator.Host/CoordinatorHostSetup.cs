@@ -69,6 +69,7 @@ internal static class CoordinatorHostSetup
             .ReadFrom.Configuration(context.Configuration)
             .ReadFrom.Services(services)
             .Enrich.FromLogContext()
+            .Enrich.With<TxCoord.Logging.EscapeControlCharactersEnricher>()
             .WriteTo.Console(outputTemplate: OutputTemplate));
 
         var coordinator = settings.Coordinator;
@@ -83,6 +84,9 @@ internal static class CoordinatorHostSetup
             options.TickInterval = coordinator.TickInterval;
             options.BatchWindow = coordinator.BatchWindow;
             Contracts.Security.SecurityOptionsCheck.Copy(coordinator.Security, options.Security);
+            options.MaxParticipantsPerTransaction = coordinator.MaxParticipantsPerTransaction;
+            options.MaxWorksPerParticipant = coordinator.MaxWorksPerParticipant;
+            options.MaxReasonLength = coordinator.MaxReasonLength;
         });
 
         var rabbitMq = settings.RabbitMq;

@@ -5,6 +5,7 @@ using TxCoord.Coordinator.Host;
 // TxCoord:CoordinatorId, optional TxCoord:* timings (see CoordinatorHostSettings) and the
 // dashboard's TxCoord:Dashboard:* and TxCoord:Participants:* (see Dashboard/DashboardSettings).
 Log.Logger = new LoggerConfiguration()
+    .Enrich.With<TxCoord.Logging.EscapeControlCharactersEnricher>()
     .WriteTo.Console(outputTemplate: CoordinatorHostSetup.OutputTemplate)
     .CreateBootstrapLogger();
 

@@ -78,4 +78,23 @@ public sealed class CoordinatorOptions
     /// the participant's proof (<see cref="TxCoordSecurityOptions.VoteProofKeys"/>).
     /// </summary>
     public TxCoordSecurityOptions Security { get; } = new();
+    /// The most participants one commit or rollback request may name (default
+    /// <see cref="UntrustedText.DefaultMaxParticipants"/>). A request naming more is answered Aborted,
+    /// with a reason that names this option, before any participant is contacted: one message must
+    /// not make the coordinator address hundreds of queues (each send declares its queue).
+    /// </summary>
+    public int MaxParticipantsPerTransaction { get; set; } = UntrustedText.DefaultMaxParticipants;
+
+    /// <summary>
+    /// The most work messages a commit request may count for one participant (default
+    /// <see cref="UntrustedText.DefaultMaxWorksPerParticipant"/>); above it the transaction aborts.
+    /// </summary>
+    public int MaxWorksPerParticipant { get; set; } = UntrustedText.DefaultMaxWorksPerParticipant;
+
+    /// <summary>
+    /// Reasons that come in messages (rollbacks, No votes) are cut to this many characters, with the
+    /// marker <c>… (N chars cut)</c>, before they are stored, answered or logged; their control
+    /// characters are escaped (default <see cref="UntrustedText.DefaultMaxReasonLength"/>, at least 100).
+    /// </summary>
+    public int MaxReasonLength { get; set; } = UntrustedText.DefaultMaxReasonLength;
 }

@@ -40,6 +40,9 @@ internal sealed class CoordinatorOptionsValidator : IValidateOptions<Coordinator
                 $"{nameof(CoordinatorOptions.BatchWindow)} ({options.BatchWindow}) must lie between 00:00:00 (no batching) and {CoordinatorOptions.MaxBatchWindow}.");
         }
 
+        AtLeast(failures, nameof(CoordinatorOptions.MaxParticipantsPerTransaction), options.MaxParticipantsPerTransaction, 1);
+        AtLeast(failures, nameof(CoordinatorOptions.MaxWorksPerParticipant), options.MaxWorksPerParticipant, 1);
+        AtLeast(failures, nameof(CoordinatorOptions.MaxReasonLength), options.MaxReasonLength, 100);
         if (options.RedriveMaxInterval < options.RedriveInitialInterval)
         {
             failures.Add(
@@ -66,6 +69,14 @@ internal sealed class CoordinatorOptionsValidator : IValidateOptions<Coordinator
         catch (Exception ex) when (ex is ArgumentException or FormatException or InvalidCastException or OverflowException)
         {
             return $"cannot be parsed: {ex.Message}";
+        }
+    }
+
+    private static void AtLeast(List<string> failures, string name, int value, int minimum)
+    {
+        if (value < minimum)
+        {
+            failures.Add($"{name} must be at least {minimum} (it is {value}).");
         }
     }
 

@@ -8,10 +8,13 @@ namespace TxCoord.Coordinator;
 /// <summary>
 /// The coordinator's log messages. Event ids are stable: 1000-1049 transaction life,
 /// 1050-1099 unknown transactions and odd messages, 1100-1149 failures, 1150-1199 start,
-/// recovery and stop.
+/// recovery and stop, 1550-1599 bounded and hostile input.
 /// </summary>
 internal static partial class Log
 {
+    [LoggerMessage(1550, LogLevel.Warning, "A message no handler of queue {Queue} takes was moved to that queue's _skipped queue; its message types: {MessageTypes}")]
+    public static partial void MessageSkipped(ILogger logger, string queue, string messageTypes);
+
     [LoggerMessage(1000, LogLevel.Debug, "Transaction {TransactionId}: commit requested ({Protocol}) with participants {Participants}")]
     public static partial void CommitRequested(ILogger logger, TransactionId transactionId, CommitProtocol protocol, string participants);
 

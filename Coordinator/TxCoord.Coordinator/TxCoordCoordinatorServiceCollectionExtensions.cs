@@ -2,17 +2,18 @@ using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using TxCoord.Bus;
 using TxCoord.Contracts;
 using TxCoord.Coordinator.Journal;
 using TxCoord.Coordinator.Monitoring;
 using TxCoord.Coordinator.Ownership;
 using TxCoord.Coordinator.Runtime;
 using TxCoord.Coordinator.Security;
-using TxCoord.Security;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 using TxCoord.Faults;
+using TxCoord.Security;
 
 namespace TxCoord.Coordinator;
 
@@ -79,7 +80,9 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
 
         var securityLogger = context.GetService<ILoggerFactory>()?.CreateLogger("TxCoord.Coordinator.Security") ?? NullLogger.Instance;
         var senderClaims = CoordinatorSenderChecks.ConfigureBus(configurator, runtime.Options, securityLogger);
-        configurator.ReceiveEndpoint(TxCoordQueues.Coordinator(runtime.Id), endpoint =>
+        var queue = TxCoordQueues.Coordinator(runtime.Id);
+        var logger = context.GetService<ILoggerFactory>()?.CreateLogger("TxCoord.Coordinator.SkippedMessages") ?? NullLogger.Instance;
+        configurator.ReceiveEndpoint(queue, endpoint =>
         {
             // Messages are sent to this queue by address, never published: no fan-out bindings.
             endpoint.ConfigureConsumeTopology = false;
@@ -95,6 +98,7 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
                     runtime.Options.Security, senderClaims, securityLogger, context.GetService<TimeProvider>() ?? TimeProvider.System, eventId: 1601));
             }
 
+            endpoint.UseTxCoordSkippedMessageLog(queue, (name, types) => Log.MessageSkipped(logger, name, types));
             endpoint.Handler<CommitTransaction>(runtime.HandleCommitAsync);
             endpoint.Handler<RollbackTransaction>(runtime.HandleRollbackAsync);
             endpoint.Handler<GetTransactionOutcome>(runtime.HandleGetOutcomeAsync);

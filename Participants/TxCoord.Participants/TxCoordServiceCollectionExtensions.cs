@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using TxCoord.Bus;
 using TxCoord.Contracts;
 using TxCoord.Faults;
 using TxCoord.Participants.Initiator;
@@ -37,6 +38,14 @@ public static class TxCoordServiceCollectionExtensions
         if (Contracts.Security.SecurityOptionsCheck.Check(options.Security, ownRole: null, []) is { Count: > 0 } security)
         {
             throw new ArgumentException($"TxCoord initiator: {string.Join(" ", security)}");
+        }
+
+        foreach (var (name, value) in new[] { ("MaxParticipantsPerTransaction", options.MaxParticipantsPerTransaction), ("MaxWorksPerParticipant", options.MaxWorksPerParticipant) })
+        {
+            if (value < 1)
+            {
+                throw new ArgumentException($"TxCoord initiator option {name} must be at least 1 (was {value}).");
+            }
         }
 
         services.TryAddSingleton(TimeProvider.System);
@@ -134,9 +143,11 @@ public static class TxCoordBusConfiguratorExtensions
             }
         }
 
+        var skippedLogger = context.GetService<ILoggerFactory>()?.CreateLogger("TxCoord.Participants.SkippedMessages") ?? NullLogger.Instance;
         foreach (var participant in participants)
         {
-            configurator.ReceiveEndpoint(TxCoordQueues.Participant(participant.Id), endpoint =>
+            var queue = TxCoordQueues.Participant(participant.Id);
+            configurator.ReceiveEndpoint(queue, endpoint =>
             {
                 // Messages are sent to this queue by address, never published: no fan-out bindings.
                 endpoint.ConfigureConsumeTopology = false;
@@ -150,6 +161,7 @@ public static class TxCoordBusConfiguratorExtensions
                     endpoint.UseFilter(new SenderCheckFilter(participant.Options.Security, SdkSenderChecks.ParticipantEndpoint, securityLogger, time, eventId: 2851));
                 }
 
+                endpoint.UseTxCoordSkippedMessageLog(queue, (name, types) => LimitsLog.MessageSkipped(skippedLogger, name, types));
                 endpoint.Handler<PrepareBranch>(participant.HandlePrepareAsync);
                 endpoint.Handler<PrepareBranches>(participant.HandlePrepareBatchAsync);
                 endpoint.Handler<CommitBranch>(participant.HandleCommitAsync);

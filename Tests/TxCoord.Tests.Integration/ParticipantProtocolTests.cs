@@ -63,6 +63,8 @@ public sealed class ParticipantProtocolTests
     [Test]
     public async Task AbortBeforeWork_TheLateWorkIsRefused_AndALatePrepareVotesNo()
     {
+        // A participant answers only coordinators it knows: one work of another transaction makes the probe known.
+        await StartBranchAsync();
         var id = TransactionId.New();
         await _probe.SendAsync(_participant, new AbortBranch { TransactionId = id, Coordinator = _probe.Id, Participant = new ParticipantId(_participant) });
         await _probe.NextAsync<BranchAborted>(id);

@@ -90,6 +90,8 @@ internal sealed class AdminActions(
 
     public async Task<AdminResult> ResolveAsync(TransactionId id, ResolveRequestModel request, AdminCaller caller, CancellationToken cancellationToken)
     {
+        // The reason is logged, stored in the audit log and the journal, and shown on the dashboard: no line breaks in it.
+        request = request with { Reason = UntrustedText.Escape(request.Reason) };
         var live = runtime.Find(id);
         var entry = await journal.FindAsync(id, cancellationToken);
         var (verdict, explanation) = TransactionVerdict.Of(live, entry);
@@ -129,6 +131,7 @@ internal sealed class AdminActions(
 
     public async Task<AdminResult> RetryAsync(TransactionId id, RetryRequestModel request, AdminCaller caller, CancellationToken cancellationToken)
     {
+        request = request with { Reason = UntrustedText.Escape(request.Reason) };
         var live = runtime.Find(id);
         var entry = live is null ? await journal.FindAsync(id, cancellationToken) : null;
         var (verdict, _) = TransactionVerdict.Of(live, entry);

@@ -38,6 +38,14 @@ internal sealed class TransactionEngine
     /// </summary>
     public Transition Begin(TransactionId transactionId, CommitProtocol protocol, CommitRequested request, DateTimeOffset now)
     {
+        // First, before anyone is contacted: every participant told would be one more queue
+        // declared, and the aborts below tell every valid one.
+        var named = Math.Max(request.Participants.Length, request.Prepared.IsDefault ? 0 : request.Prepared.Length);
+        if (named > _settings.MaxParticipants)
+        {
+            return AbortUnknown(transactionId, protocol, [], TooManyParticipants(named, _settings.MaxParticipants), now);
+        }
+
         foreach (var participant in request.Participants)
         {
             if (!BranchGid.IsValidName(participant.Value))
@@ -46,9 +54,19 @@ internal sealed class TransactionEngine
                     transactionId,
                     protocol,
                     request.Participants,
-                    $"invalid participant id '{participant.Value}': use 1 to {BranchGid.MaxNameLength} characters of letters, digits, '_', '.' or '-'",
+                    $"invalid participant id '{UntrustedText.Id(participant.Value)}': use 1 to {BranchGid.MaxNameLength} characters of letters, digits, '_', '.' or '-'",
                     now);
             }
+        }
+
+        if (!request.WorkCounts.IsDefault && request.WorkCounts.Any(count => count > _settings.MaxWorksPerParticipant))
+        {
+            return AbortUnknown(
+                transactionId,
+                protocol,
+                request.Participants,
+                $"refused: the request counts {request.WorkCounts.Max()} works for one participant, more than this coordinator's cap of {_settings.MaxWorksPerParticipant} (option MaxWorksPerParticipant)",
+                now);
         }
 
         if (!_protocols.TryGetValue(protocol, out var engine))
@@ -70,7 +88,7 @@ internal sealed class TransactionEngine
                     transactionId,
                     protocol,
                     [.. request.Participants, .. prepared],
-                    $"participant '{participant.Value}' is named as prepared but is not among the transaction's participants",
+                    $"participant '{UntrustedText.Id(participant.Value)}' is named as prepared but is not among the transaction's participants",
                     now);
             }
         }
@@ -114,6 +132,10 @@ internal sealed class TransactionEngine
         };
         return Abort(state, reason, now);
     }
+
+    /// <summary>The abort reason of a request naming more participants than <see cref="EngineSettings.MaxParticipants"/>.</summary>
+    public static string TooManyParticipants(int named, int max) =>
+        $"refused: the request names {named} participants, more than this coordinator's cap of {max} (option MaxParticipantsPerTransaction); none of them was contacted";
 
     /// <summary>The abort reason of a commit requested after its own deadline.</summary>
     public const string DeadlinePassedAtStart = "the transaction deadline had passed when the commit was requested";

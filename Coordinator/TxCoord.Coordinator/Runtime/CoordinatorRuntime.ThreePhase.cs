@@ -32,6 +32,7 @@ internal sealed partial class CoordinatorRuntime
     /// </summary>
     public Task PreCommitAcknowledgedAsync(BranchPreCommitted message, CancellationToken cancellationToken)
     {
+        message = MessageLimits.Bound(message);
         Seen(message.Participant);
         return WithExistingEntryAsync(message.TransactionId, nameof(BranchPreCommitted), message.Participant, entry =>
             ApplyAsync(entry, new PreCommitAcknowledged(message.Participant), cancellationToken), cancellationToken);
@@ -46,6 +47,7 @@ internal sealed partial class CoordinatorRuntime
     /// </summary>
     public Task TerminationDecidedAsync(TerminationDecided message, CancellationToken cancellationToken)
     {
+        message = MessageLimits.Bound(message);
         var id = message.TransactionId;
         var leader = message.Leader.Value ?? "";
         if (!BranchGid.IsValidName(leader) || message.Outcome is not (TransactionOutcome.Committed or TransactionOutcome.Aborted))

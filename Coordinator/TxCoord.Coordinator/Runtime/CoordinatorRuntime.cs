@@ -176,6 +176,7 @@ internal sealed partial class CoordinatorRuntime
     /// </summary>
     public Task CommitAsync(CommitTransaction message, ReplyTarget? replyTo, CancellationToken cancellationToken)
     {
+        message = MessageLimits.Bound(message);
         var id = message.TransactionId;
         var participants = (message.Participants ?? []).ToImmutableArray();
         // Relayed early-prepare votes: only for the transaction's own participants, and with
@@ -208,8 +209,9 @@ internal sealed partial class CoordinatorRuntime
                 }
                 else
                 {
-                    // Its participants may still hold the work: tell them again.
-                    await RunAsync(entry, TransactionEngine.AbortUnknown(id, message.Protocol, participants, known.Reason ?? "aborted", Now), cancellationToken);
+                    // Its participants may still hold the work: tell them again (no more than the cap: one request must not address hundreds of queues).
+                    var toTell = participants.Length <= Options.MaxParticipantsPerTransaction ? participants : [];
+                    await RunAsync(entry, TransactionEngine.AbortUnknown(id, message.Protocol, toTell, known.Reason ?? "aborted", Now), cancellationToken);
                 }
 
                 return;
@@ -238,6 +240,7 @@ internal sealed partial class CoordinatorRuntime
     /// </summary>
     public Task RollbackAsync(RollbackTransaction message, ReplyTarget? replyTo, CancellationToken cancellationToken)
     {
+        message = MessageLimits.Bound(message, Options.MaxReasonLength);
         var id = message.TransactionId;
         return WithEntryAsync(id, async entry =>
         {
@@ -263,8 +266,17 @@ internal sealed partial class CoordinatorRuntime
                 return;
             }
 
+            var named = message.Participants ?? [];
+            if (named.Count > Options.MaxParticipantsPerTransaction)
+            {
+                // Aborted all the same, but nobody is told: each participant told is one more queue declared.
+                await RunAsync(entry, TransactionEngine.AbortUnknown(
+                    id, message.Protocol, [], TransactionEngine.TooManyParticipants(named.Count, Options.MaxParticipantsPerTransaction), Now), cancellationToken);
+                return;
+            }
+
             var reason = TransactionEngine.RollbackReason(message.Reason);
-            await RunAsync(entry, TransactionEngine.AbortUnknown(id, message.Protocol, message.Participants ?? [], reason, Now), cancellationToken);
+            await RunAsync(entry, TransactionEngine.AbortUnknown(id, message.Protocol, named, reason, Now), cancellationToken);
         }, cancellationToken);
     }
 
@@ -276,6 +288,7 @@ internal sealed partial class CoordinatorRuntime
     /// </summary>
     public async Task<TransactionOutcome> GetOutcomeAsync(GetTransactionOutcome message, CancellationToken cancellationToken)
     {
+        message = MessageLimits.Bound(message);
         var id = message.TransactionId;
         var outcome = TransactionOutcome.Aborted;
         if (message.Participant is { } asker)
@@ -346,6 +359,7 @@ internal sealed partial class CoordinatorRuntime
     /// </summary>
     public Task VoteAsync(BranchVoted message, CancellationToken cancellationToken)
     {
+        message = MessageLimits.Bound(message, Options.MaxReasonLength);
         CrashPoint.Hit(CrashPoints.CoordinatorAfterVote);
         Seen(message.Participant);
         var id = message.TransactionId;
@@ -404,6 +418,7 @@ internal sealed partial class CoordinatorRuntime
     /// <summary>A commit acknowledgement. Ignored for a transaction not in memory (it has ended, or recovery will re-drive it).</summary>
     public Task CommitAcknowledgedAsync(BranchCommitted message, CancellationToken cancellationToken)
     {
+        message = MessageLimits.Bound(message);
         CrashPoint.Hit(CrashPoints.CoordinatorAfterAck);
         Seen(message.Participant);
         return WithExistingEntryAsync(message.TransactionId, nameof(BranchCommitted), message.Participant, entry =>
@@ -413,6 +428,7 @@ internal sealed partial class CoordinatorRuntime
     /// <summary>An abort acknowledgement. Aborts await none, so it only matters when it contradicts a commit decision.</summary>
     public Task AbortAcknowledgedAsync(BranchAborted message, CancellationToken cancellationToken)
     {
+        message = MessageLimits.Bound(message);
         Seen(message.Participant);
         return WithExistingEntryAsync(message.TransactionId, nameof(BranchAborted), message.Participant, entry =>
         {
@@ -879,7 +895,16 @@ internal sealed partial class CoordinatorRuntime
         }
     }
 
-    private static string Join(IEnumerable<ParticipantId> participants) => string.Join(", ", participants);
+    /// <summary>The participants for a log line: at most <see cref="JoinedAtMost"/> names, then how many more.</summary>
+    private static string Join(IEnumerable<ParticipantId> participants)
+    {
+        var list = participants as IReadOnlyCollection<ParticipantId> ?? [.. participants];
+        return list.Count <= JoinedAtMost
+            ? string.Join(", ", list)
+            : $"{string.Join(", ", list.Take(JoinedAtMost))} and {list.Count - JoinedAtMost} more";
+    }
+
+    private const int JoinedAtMost = 40;
 
     /// <summary>Remembers when a participant last spoke to this coordinator (valid names only, bounded).</summary>
     private void Seen(ParticipantId participant)

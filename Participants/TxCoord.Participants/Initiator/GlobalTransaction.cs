@@ -87,6 +87,19 @@ internal sealed class GlobalTransaction(
                 throw new InvalidOperationException($"Transaction {id}: participant {participant} prepared its branch early: it takes no more work.");
             }
 
+            var caps = initiator.Options;
+            if (!_participants.Contains(participantId) && _participants.Count >= caps.MaxParticipantsPerTransaction)
+            {
+                throw new InvalidOperationException(
+                    $"Transaction {id}: participant {participant} would be participant {_participants.Count + 1}, more than this initiator's cap of {caps.MaxParticipantsPerTransaction} (option MaxParticipantsPerTransaction; the coordinator would abort the commit).");
+            }
+
+            if (_workCounts.GetValueOrDefault(participantId) >= caps.MaxWorksPerParticipant)
+            {
+                throw new InvalidOperationException(
+                    $"Transaction {id}: participant {participant} already has {caps.MaxWorksPerParticipant} works in this transaction, this initiator's cap (option MaxWorksPerParticipant).");
+            }
+
             // Set before the message leaves: a branch may be prepared with the declared peers even
             // if its answer never arrives, so the commit must then name exactly those peers.
             _earlyPrepareAsked |= prepare;

@@ -147,4 +147,16 @@ public sealed class TxCoordInitiatorOptions
     /// (<see cref="TxCoordSecurityOptions.Coordinators"/>), and a work answer only from the broker user of the participant it names.
     /// </summary>
     public TxCoordSecurityOptions Security { get; } = new();
+    /// The most participants one transaction may have (default <see cref="UntrustedText.DefaultMaxParticipants"/>,
+    /// the coordinator's default too): declaring more at Begin, or sending work to one more, throws.
+    /// Keep it at most the coordinator's <c>MaxParticipantsPerTransaction</c>, which aborts a commit naming more.
+    /// </summary>
+    public int MaxParticipantsPerTransaction { get; set; } = UntrustedText.DefaultMaxParticipants;
+
+    /// <summary>
+    /// The most work messages one transaction may send one participant (default
+    /// <see cref="UntrustedText.DefaultMaxWorksPerParticipant"/>): one more throws. Keep it at most
+    /// the coordinator's <c>MaxWorksPerParticipant</c> and the participants' <c>MaxWorksPerTransaction</c>.
+    /// </summary>
+    public int MaxWorksPerParticipant { get; set; } = UntrustedText.DefaultMaxWorksPerParticipant;
 }

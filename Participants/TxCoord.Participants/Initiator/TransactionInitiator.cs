@@ -51,6 +51,12 @@ internal sealed class TransactionInitiator(
             }
 
             participants = [.. declared.Distinct(StringComparer.Ordinal).Select(name => new ParticipantId(name))];
+            if (participants.Count > options.MaxParticipantsPerTransaction)
+            {
+                throw new ArgumentException(
+                    $"TransactionOptions.Participants names {participants.Count} participants, more than this initiator's cap of {options.MaxParticipantsPerTransaction} (option MaxParticipantsPerTransaction; the coordinator would abort the commit).",
+                    nameof(transactionOptions));
+            }
         }
 
         return new GlobalTransaction(this, TransactionId.New(), transactionOptions.Protocol, time.GetUtcNow() + timeout, timeout, participants);

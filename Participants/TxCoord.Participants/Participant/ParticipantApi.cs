@@ -73,8 +73,11 @@ public sealed class TxCoordParticipantOptions
     public TimeSpan CoordinatorRetryMaxInterval { get; set; } = DefaultCoordinatorRetryMaxInterval;
 
     /// <summary>
-    /// The coordinator ids this participant serves. Empty (the default): every coordinator. Otherwise
-    /// work from any other coordinator is refused, and prepared branches whose GID names another
+    /// The coordinator ids this participant serves. Empty (the default): every coordinator it learns
+    /// of from a work message or finds in a branch of its database; a Prepare, PreCommit, Commit or
+    /// Abort naming any other is refused (logged, nothing changed, no answer), so a message naming an
+    /// invented coordinator never makes this participant create that coordinator's queue. Otherwise
+    /// work and those messages from any other coordinator are refused, and prepared branches whose GID names another
     /// coordinator are left alone (never asked about, committed or rolled back): they belong to a
     /// coordinator this participant is not configured for, and its own recovery or an operator must
     /// finish them.
@@ -83,6 +86,25 @@ public sealed class TxCoordParticipantOptions
 
     /// <summary>True when this participant serves <paramref name="coordinator"/> (see <see cref="Coordinators"/>).</summary>
     internal bool Serves(CoordinatorId coordinator) => Coordinators.Count == 0 || Coordinators.Contains(coordinator.Value);
+
+    /// <summary>
+    /// The most participants a Prepare (or an early-prepare work) may name as the transaction's
+    /// peers (default <see cref="UntrustedText.DefaultMaxParticipants"/>): one naming more is refused.
+    /// </summary>
+    public int MaxParticipantsPerTransaction { get; set; } = UntrustedText.DefaultMaxParticipants;
+
+    /// <summary>
+    /// The most work messages one branch takes (default <see cref="UntrustedText.DefaultMaxWorksPerParticipant"/>):
+    /// a work numbered above it is refused.
+    /// </summary>
+    public int MaxWorksPerTransaction { get; set; } = UntrustedText.DefaultMaxWorksPerParticipant;
+
+    /// <summary>
+    /// Reasons that come in messages (an abort's) are cut to this many characters, with the marker
+    /// <c>… (N chars cut)</c>, and their control characters escaped, before they are logged or stored
+    /// (default <see cref="UntrustedText.DefaultMaxReasonLength"/>, at least 100).
+    /// </summary>
+    public int MaxReasonLength { get; set; } = UntrustedText.DefaultMaxReasonLength;
 
     /// <summary>How many messages the participant's endpoint handles at once.</summary>
     public int ConcurrentMessageLimit { get; set; } = DefaultConcurrentMessageLimit;
@@ -149,6 +171,14 @@ public sealed class TxCoordParticipantOptions
         foreach (var coordinator in Coordinators)
         {
             BranchGid.EnsureValidName(coordinator, $"coordinator id in participant '{ParticipantId}' option Coordinators");
+        }
+
+        foreach (var (name, value, minimum) in new[] { ("MaxParticipantsPerTransaction", MaxParticipantsPerTransaction, 1), ("MaxWorksPerTransaction", MaxWorksPerTransaction, 1), ("MaxReasonLength", MaxReasonLength, 100) })
+        {
+            if (value < minimum)
+            {
+                throw new InvalidOperationException($"Participant '{ParticipantId}': {name} must be at least {minimum} (was {value}).");
+            }
         }
 
         if (ConcurrentMessageLimit < 1)

@@ -44,16 +44,22 @@ internal sealed partial class ParticipantRuntime
 
         var participantsText = context.Headers.Get<string>(TxCoordHeaders.Participants) ?? "";
         var participants = participantsText.Split(',').Select(p => p.Trim()).ToList();
+        if (participants.Count > _options.MaxParticipantsPerTransaction)
+        {
+            error = $"early prepare: the {TxCoordHeaders.Participants} header names {participants.Count} participants, more than participant {Id} takes ({_options.MaxParticipantsPerTransaction}, option MaxParticipantsPerTransaction)";
+            return false;
+        }
+
         if (participants.Exists(p => !BranchGid.IsValidName(p)))
         {
-            error = $"early prepare: the {TxCoordHeaders.Participants} header must list valid participant ids separated by commas (was '{participantsText}')";
+            error = $"early prepare: the {TxCoordHeaders.Participants} header must list valid participant ids separated by commas (was '{UntrustedText.Bound(participantsText, 200)}')";
             return false;
         }
 
         var ids = participants.Distinct(StringComparer.Ordinal).Select(p => new ParticipantId(p)).ToList();
         if (!ids.Contains(Id))
         {
-            error = $"early prepare: the {TxCoordHeaders.Participants} header ('{participantsText}') does not name this participant ({Id})";
+            error = $"early prepare: the {TxCoordHeaders.Participants} header ('{UntrustedText.Bound(participantsText, 200)}') does not name this participant ({Id})";
             return false;
         }
 

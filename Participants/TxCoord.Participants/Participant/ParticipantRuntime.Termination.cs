@@ -118,7 +118,8 @@ internal sealed partial class ParticipantRuntime
     {
         await InitializeAsync();
         var message = context.Message;
-        if (!IsForMe(message.Participant, message.TransactionId) || !TryCreateGid(message.Coordinator, message.TransactionId, out var gid))
+        if (!IsForMe(message.Participant, message.TransactionId) || !TryCreateGid(message.Coordinator, message.TransactionId, out var gid)
+            || !await KnowsCoordinatorAsync(message.Coordinator, message.TransactionId, nameof(PreCommitBranch), context.CancellationToken))
         {
             return;
         }
@@ -150,6 +151,11 @@ internal sealed partial class ParticipantRuntime
         await InitializeAsync();
         var message = context.Message;
         var ids = BatchFor(message.Coordinator, message.Participant, message.TransactionIds);
+        if (ids.Length > 0 && !await KnowsCoordinatorAsync(message.Coordinator, ids[0], nameof(PreCommitBranches), context.CancellationToken))
+        {
+            return;
+        }
+
         var taken = await ForEachBranchAsync(ids, id => PreCommitAsync(BranchGid.Create(message.Coordinator, id, Id), context.CancellationToken));
         var preCommitted = ids.Where((_, i) => taken.Results[i] == BranchState.PreCommitted).ToArray();
         var finished = ids.Select((id, i) => (id, State: taken.Results[i])).Where(r => r.State is BranchState.Committed or BranchState.Aborted).ToArray();

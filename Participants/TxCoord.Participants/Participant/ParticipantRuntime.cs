@@ -98,6 +98,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
             return;
         }
 
+        LearnCoordinator(coordinator);
         if (!TryReadEarlyPrepare(context, coordinator, transactionId, out var earlyPrepare, out var prepareError))
         {
             Log.WorkRejected(_logger, Id.Value, typeof(TMessage).Name, prepareError);
@@ -107,6 +108,14 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
 
         // 0 from initiators that do not number their works: nothing to check at prepare then.
         var sequence = (int)Math.Clamp(context.Headers.Get<long>(TxCoordHeaders.WorkSequence, default(long?)) ?? 0, 0, int.MaxValue);
+        if (sequence > _options.MaxWorksPerTransaction)
+        {
+            var tooMany = $"work number {sequence} is more than participant {Id} takes in one transaction ({_options.MaxWorksPerTransaction}, option MaxWorksPerTransaction)";
+            Log.WorkRejected(_logger, Id.Value, typeof(TMessage).Name, tooMany);
+            await context.RespondAsync(new WorkCompleted { TransactionId = transactionId, Participant = Id, Succeeded = false, Reason = tooMany });
+            return;
+        }
+
         if (earlyPrepare is not null)
         {
             // The work that asks for early prepare is its participant's last: the branch must hold it and all before it.
@@ -269,7 +278,9 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
     {
         await InitializeAsync();
         var message = context.Message;
-        if (!IsForMe(message.Participant, message.TransactionId) || !TryCreateGid(message.Coordinator, message.TransactionId, out var gid))
+        if (!IsForMe(message.Participant, message.TransactionId) || !TryCreateGid(message.Coordinator, message.TransactionId, out var gid)
+            || !PeersWithinCap(message.Participants, message.TransactionId, nameof(PrepareBranch))
+            || !await KnowsCoordinatorAsync(message.Coordinator, message.TransactionId, nameof(PrepareBranch), context.CancellationToken))
         {
             return;
         }
@@ -369,7 +380,8 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
     {
         await InitializeAsync();
         var message = context.Message;
-        if (!IsForMe(message.Participant, message.TransactionId) || !TryCreateGid(message.Coordinator, message.TransactionId, out var gid))
+        if (!IsForMe(message.Participant, message.TransactionId) || !TryCreateGid(message.Coordinator, message.TransactionId, out var gid)
+            || !await KnowsCoordinatorAsync(message.Coordinator, message.TransactionId, nameof(CommitBranch), context.CancellationToken))
         {
             return;
         }
@@ -395,6 +407,11 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         await InitializeAsync();
         var message = context.Message;
         var ids = BatchFor(message.Coordinator, message.Participant, message.TransactionIds);
+        if (ids.Length > 0 && !await KnowsCoordinatorAsync(message.Coordinator, ids[0], nameof(CommitBranches), context.CancellationToken))
+        {
+            return;
+        }
+
         var committed = await ForEachBranchAsync(ids, id => CommitAsync(BranchGid.Create(message.Coordinator, id, Id), context.CancellationToken));
         var acknowledged = ids.Where((_, i) => committed.Results[i]).ToArray();
         if (acknowledged.Length > 0)
@@ -421,7 +438,9 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         var branches = message.Branches.DistinctBy(b => b.TransactionId)
             .Where(b => IsForMe(b.Participant, b.TransactionId) && b.Coordinator == message.Coordinator)
             .ToArray();
-        if (branches.Length == 0 || !TryCreateGid(message.Coordinator, branches[0].TransactionId, out _))
+        if (branches.Length == 0 || !TryCreateGid(message.Coordinator, branches[0].TransactionId, out _)
+            || Array.Exists(branches, b => !PeersWithinCap(b.Participants, b.TransactionId, nameof(PrepareBranches)))
+            || !await KnowsCoordinatorAsync(message.Coordinator, branches[0].TransactionId, nameof(PrepareBranches), context.CancellationToken))
         {
             return;
         }
@@ -528,12 +547,13 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
     {
         await InitializeAsync();
         var message = context.Message;
-        if (!IsForMe(message.Participant, message.TransactionId) || !TryCreateGid(message.Coordinator, message.TransactionId, out var gid))
+        if (!IsForMe(message.Participant, message.TransactionId) || !TryCreateGid(message.Coordinator, message.TransactionId, out var gid)
+            || !await KnowsCoordinatorAsync(message.Coordinator, message.TransactionId, nameof(AbortBranch), context.CancellationToken))
         {
             return;
         }
 
-        if (await AbortAsync(gid, message.Reason ?? "aborted by the coordinator", context.CancellationToken))
+        if (await AbortAsync(gid, BoundReason(message.Reason) ?? "aborted by the coordinator", context.CancellationToken))
         {
             var coordinator = await context.GetSendEndpoint(TxCoordQueues.CoordinatorAddress(message.Coordinator));
             CrashPoint.Hit(CrashPoints.ParticipantAfterAbort);
@@ -774,7 +794,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
             return true;
         }
 
-        Log.MisaddressedMessage(_logger, transactionId, Id.Value, participant.Value);
+        Log.MisaddressedMessage(_logger, transactionId, Id.Value, UntrustedText.Id(participant.Value));
         return false;
     }
 

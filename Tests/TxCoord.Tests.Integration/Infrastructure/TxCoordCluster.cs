@@ -38,6 +38,12 @@ internal sealed record ClusterOptions
     /// keys). Null (the default): everyone connects as the test broker's user, authentication off.
     /// </summary>
     public BrokerUsers? BrokerUsers { get; init; }
+
+    /// <summary>More services of the coordinator's host (a captured log provider, say).</summary>
+    public Action<IServiceCollection>? CoordinatorServices { get; init; }
+
+    /// <summary>More settings of the coordinator.</summary>
+    public Action<CoordinatorOptions>? Coordinator { get; init; }
 }
 
 /// <summary>
@@ -183,7 +189,9 @@ internal sealed class TxCoordCluster : IAsyncDisposable
                 cfg.ConfigureTxCoordParticipantEndpoints(ctx);
             }));
 
-    private void ConfigureCoordinator(IServiceCollection services) =>
+    private void ConfigureCoordinator(IServiceCollection services)
+    {
+        _options.CoordinatorServices?.Invoke(services);
         services.AddTxCoordCoordinator(o =>
         {
             o.CoordinatorId = CoordinatorId;
@@ -192,7 +200,9 @@ internal sealed class TxCoordCluster : IAsyncDisposable
             o.RedriveInitialInterval = TimeSpan.FromMilliseconds(500);
             o.RedriveMaxInterval = TimeSpan.FromSeconds(2);
             ConfigureSecurity(o.Security);
+            _options.Coordinator?.Invoke(o);
         });
+    }
 
     private void ConfigureParticipant(IServiceCollection services, string participant)
     {

@@ -174,6 +174,7 @@ internal static class SampleLogging
             .MinimumLevel.Override("Microsoft", LogEventLevel.Warning)
             .MinimumLevel.Override("Microsoft.Hosting.Lifetime", minimum)
             .Enrich.FromLogContext()
+            .Enrich.With<TxCoord.Logging.EscapeControlCharactersEnricher>()
             .WriteTo.Console(
                 outputTemplate: Template,
                 formatProvider: System.Globalization.CultureInfo.InvariantCulture,
