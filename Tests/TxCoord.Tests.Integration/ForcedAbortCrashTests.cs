@@ -89,6 +89,42 @@ public sealed class ForcedAbortCrashTests
         Assert.That(state, Is.EqualTo("aborted"), "the presumed abort told to a prepared participant was lost in the crash: a later commit could be decided");
     }
 
+    /// <summary>
+    /// The coordinator's own abort of a transaction it holds (here a rollback request; a No vote, the
+    /// vote timeout and the deadline take the same path): once AbortBranch has gone out, the abort row
+    /// must survive a crash of the journal's server. Lost, a repeated commit request would begin the
+    /// transaction again with no row, and the first attempt's late Yes votes could commit the
+    /// participants that did not roll back yet (found by the 2PC model with -DMAXJCRASH).
+    /// </summary>
+    [Test]
+    public async Task AbortOfAHeldTransaction_JournalServerCrashesAfterAbortBranchWasSent_AbortRowSurvives()
+    {
+        await using (var journal = new PostgresTransactionJournal(ConnectionString))
+        {
+            await journal.EnsureSchemaAsync(CancellationToken.None);
+        }
+
+        var id = TransactionId.New();
+        var transport = new RecordingTransport();
+        await using (var journal = new PostgresTransactionJournal(ConnectionString))
+        {
+            var runtime = new CoordinatorRuntime(
+                Microsoft.Extensions.Options.Options.Create(new CoordinatorOptions { CoordinatorId = "forced" }),
+                journal, transport, TimeProvider.System, NullLogger<CoordinatorRuntime>.Instance);
+            ParticipantId[] participants = [new("bank-a"), new("bank-b")];
+            await runtime.CommitAsync(new CommitTransaction { TransactionId = id, Participants = participants }, null, CancellationToken.None);
+            await runtime.RollbackAsync(new RollbackTransaction { TransactionId = id, Participants = participants, Reason = "customer cancelled" }, null, CancellationToken.None);
+        }
+
+        Assert.That(transport.Sent.OfType<AbortBranch>().Count(a => a.TransactionId == id), Is.EqualTo(2), "AbortBranch went to both participants");
+        await CrashAndRestartAsync();
+
+        await using var connection = new NpgsqlConnection(ConnectionString);
+        var state = await connection.ExecuteScalarAsync<string?>(
+            "SELECT state FROM txcoord.transactions WHERE transaction_id = @Id", new { Id = id.Value });
+        Assert.That(state, Is.EqualTo("aborted"), "the abort told to the participants was lost in the crash: a repeated commit request could commit some of them");
+    }
+
     [Test]
     public async Task FenceToldToATerminationPeer_ParticipantServerCrashesRightAfter_FenceSurvives()
     {
@@ -156,6 +192,20 @@ public sealed class ForcedAbortCrashTests
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private sealed class RecordingTransport : ICoordinatorTransport
+    {
+        public System.Collections.Concurrent.ConcurrentQueue<object> Sent { get; } = new();
+
+        public Task SendToParticipantAsync<T>(ParticipantId participant, T message, CancellationToken cancellationToken)
+            where T : class
+        {
+            Sent.Enqueue(message);
+            return Task.CompletedTask;
+        }
+
+        public Task ReplyAsync(ReplyTarget target, TransactionCompleted message, CancellationToken cancellationToken) => Task.CompletedTask;
     }
 
     private sealed class NoTransport : ICoordinatorTransport
