@@ -84,8 +84,8 @@
  *                              before 6f6fc7f)
  *   -DFORCED_ABORTING_ROW      with MAXJCRASH: the Aborting phase's abort row (a No vote, a vote
  *                              timeout, a rollback, AbortUnknown) forced too before AbortBranch
- *                              and the reply leave; the code today writes it unforced
- *                              (TransactionEngine.Abort, CoordinatorRuntime.RecordAbortAsync)
+ *                              and the reply leave, as the code does since finding 5 (before, it
+ *                              was unforced: TransactionEngine.Abort, CoordinatorRuntime.RecordAbortAsync)
  *   -DBUG_UNILATERAL_ABORT     negative control: a prepared participant that hears nothing
  *                              rolls back on its own
  *   -DBUG_UNFORCED_DECISION    negative control: CommitBranch leaves before the decision is durable

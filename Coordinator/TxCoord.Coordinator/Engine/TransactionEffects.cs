@@ -23,8 +23,9 @@ internal sealed record SendCommit(ParticipantId Participant) : TransactionEffect
 internal sealed record SendAbort(ParticipantId Participant, string Reason) : TransactionEffect;
 
 /// <summary>
-/// Write the abort row to the journal, unforced (no WAL flush awaited: the row survives this
-/// process dying, only a PostgreSQL crash within its WAL writer delay can lose it). The driver
+/// Write the abort row to the journal, forced (its WAL flushed before the driver goes on: the
+/// participants and the initiator are told next, and a row lost in a crash of the journal's
+/// server would let a repeated commit request commit; finding 5 of the 2PC model). The driver
 /// answers with <see cref="AbortRecorded"/>, <see cref="AbortWriteFailed"/> or
 /// <see cref="JournalHoldsDecision"/>. Nobody is told "aborted" before the row exists.
 /// </summary>

@@ -159,8 +159,8 @@ internal sealed class TransactionEngine
         string.IsNullOrWhiteSpace(reason) ? "rollback requested by the initiator" : $"rollback requested: {reason}";
 
     /// <summary>
-    /// The abort every protocol shares. First the abort row (unforced); only once the journal
-    /// holds it is every participant told to abort and the initiator answered Aborted. No
+    /// The abort every protocol shares. First the abort row, forced; only once the journal
+    /// holds it durably is every participant told to abort and the initiator answered Aborted. No
     /// acknowledgements are awaited: a participant that misses the abort asks later and is
     /// answered Aborted from the row (or by presumption).
     /// <para>
@@ -168,7 +168,9 @@ internal sealed class TransactionEngine
     /// exists, a coordinator that dies or fails the write leaves no trace of the abort, a duplicate
     /// commit request begins the transaction again, and a late AbortBranch of the first attempt
     /// rolls back a branch that voted Yes in the second, which commits (finding 1 of the 2PC model
-    /// in Coordinator/models).
+    /// in Coordinator/models). Forced for the same reason: a row written unforced and lost in a crash
+    /// of the journal's server is no row at all, once the participants have been told (finding 5
+    /// of the 2PC model, with journal crashes).
     /// </para>
     /// </summary>
     /// <param name="afterPreCommit">3PC: a PreCommit record may be in the journal; the abort record replaces it.</param>

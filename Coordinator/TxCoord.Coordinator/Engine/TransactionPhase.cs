@@ -31,7 +31,7 @@ internal enum TransactionPhase
     PreCommitting,
 
     /// <summary>
-    /// Abort decided; its journal row is being written (unforced). Nothing is sent and nobody is
+    /// Abort decided; its journal row is being written (forced). Nothing is sent and nobody is
     /// answered until the row exists: a participant told to abort, or an initiator told Aborted,
     /// while no row exists could see the same transaction begun again by a duplicate commit
     /// request and committed (finding 1 of the 2PC model, Coordinator/models). A failed write is

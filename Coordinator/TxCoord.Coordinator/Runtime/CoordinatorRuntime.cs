@@ -785,7 +785,7 @@ internal sealed partial class CoordinatorRuntime
         try
         {
             if (await _journal.RecordAbortAsync(
-                    new AbortRecord(id, Id, state.Protocol, state.Participants, abort.Reason, state.CreatedAt, abort.AfterPreCommit), Now, cancellationToken))
+                    new AbortRecord(id, Id, state.Protocol, state.Participants, abort.Reason, state.CreatedAt, abort.AfterPreCommit, Forced: true), Now, cancellationToken))
             {
                 return new AbortRecorded();
             }

@@ -211,8 +211,8 @@ public sealed class ModelCheckTests
     /// <summary>
     /// Issue 10 item 3: the journal's PostgreSQL crashes (twice) and loses every row not yet
     /// flushed. Every abort row someone is told about is forced first: the presumed abort (as the
-    /// code does) and the Aborting phase's row (<c>-DFORCED_ABORTING_ROW</c>; the code today writes
-    /// that one unforced, see the next tests). Two coordinator crashes, a late decision write.
+    /// code does) and the Aborting phase's row (<c>-DFORCED_ABORTING_ROW</c>, as the code does since
+    /// finding 5; before, it was unforced: see the next tests). Two coordinator crashes, a late decision write.
     /// </summary>
     private static readonly string[] TwoPhaseJournalCrashAbortRowsForced = [.. TwoPhaseSafeRules, "-DMAXJCRASH=2", "-DFORCED_ABORTING_ROW"];
 
@@ -258,13 +258,13 @@ public sealed class ModelCheckTests
     }
 
     [Test]
-    public async Task TwoPhaseJournalCrash_AbortingPhaseRowUnforcedAsCodedToday_CheckerFindsAnAbortedTransactionBegunAgainAndCommitted()
+    public async Task TwoPhaseJournalCrash_AbortingPhaseRowUnforcedAsFirstCoded_CheckerFindsAnAbortedTransactionBegunAgainAndCommitted()
     {
-        // TransactionEngine.Abort / CoordinatorRuntime.RecordAbortAsync today: the abort row of a
+        // TransactionEngine.Abort / CoordinatorRuntime.RecordAbortAsync before finding 5: the abort row of a
         // No vote, a vote timeout, a rollback or AbortUnknown is written unforced, then AbortBranch
         // and the reply Aborted leave. The crash loses the row; a later CommitTransaction begins
         // the transaction again and commits beside the branch that rolled back. Not fixed in the
-        // code yet: this documents the hole (Coordinator/models/README.md, finding 5).
+        // code since ForcedAbortCrashTests.AbortOfAHeldTransaction_... (Coordinator/models/README.md, finding 5).
         var result = await SpinCheck.SafetyAsync(
             "twopc.pml", "consistent", "-DFIX_TOMBSTONE", "-DINFLIGHT_DECISION_WRITE", "-DMAXCRASH=0", "-DMAXJCRASH=1");
 
