@@ -356,8 +356,12 @@ public sealed class RecoveryToolTests
         }
 
         await CrashServices.RequirePasswordAsync($"pw_{suffix}");
-        var wrongPassword = await RecoverTool.RunAsync(["scan", .. journal, "--participant",
-            $"{system.BankA}={new NpgsqlConnectionStringBuilder(system.BankAConnectionString) { Username = $"pw_{suffix}", Password = "wrong" }}"]);
+        // From the environment: the tool refuses a password on its command line.
+        var wrongPassword = await RecoverTool.RunAsync(["scan", .. journal], new Dictionary<string, string>
+        {
+            [$"TxCoord__Participants__{system.BankA}__ConnectionString"] =
+                new NpgsqlConnectionStringBuilder(system.BankAConnectionString) { Username = $"pw_{suffix}", Password = "wrong" }.ConnectionString,
+        });
         Assert.That(wrongPassword.ExitCode, Is.EqualTo(1), wrongPassword.ToString());
         Assert.That(wrongPassword.Error, Does.Contain("authentication failed").And.Contain("wrong password"));
 
