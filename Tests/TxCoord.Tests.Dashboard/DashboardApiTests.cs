@@ -537,15 +537,7 @@ public sealed class DashboardApiTests
     [Test]
     public async Task Resolve_HeuristicCommitOfAPreparedBranchTheJournalDoesNotKnow_ForcesTheDecisionAndDrivesIt()
     {
-        var id = TransactionId.New();
-        var gid = BranchGid.Create(new CoordinatorId(_host.CoordinatorId), id, new ParticipantId(_configuredParticipant));
-        await _peers.ListenAsync(_configuredParticipant);
-        await PrepareInParticipantDatabaseAsync(gid);
-        await Eventually.WaitForAsync(
-            () => TryGetDetailAsync(id),
-            d => d.ValueKind == JsonValueKind.Object && d.GetProperty("preparedBranches").GetArrayLength() == 1,
-            Wait,
-            "the prepared branch to be found");
+        var id = await PrepareBranchTheJournalDoesNotKnowAsync();
 
         var (status, body) = await _host.PostAdminAsync(
             $"/api/admin/transactions/{id.Value}/resolve",
@@ -581,15 +573,7 @@ public sealed class DashboardApiTests
     [Test]
     public async Task Resolve_HeuristicCommitWhileACommitRequestStartsTheTransaction_IsRefused_AndTheVotesDecide()
     {
-        var id = TransactionId.New();
-        var gid = BranchGid.Create(new CoordinatorId(_host.CoordinatorId), id, new ParticipantId(_configuredParticipant));
-        await _peers.ListenAsync(_configuredParticipant);
-        await PrepareInParticipantDatabaseAsync(gid);
-        await Eventually.WaitForAsync(
-            () => TryGetDetailAsync(id),
-            d => d.ValueKind == JsonValueKind.Object && d.GetProperty("preparedBranches").GetArrayLength() == 1,
-            Wait,
-            "the prepared branch to be found");
+        var id = await PrepareBranchTheJournalDoesNotKnowAsync();
 
         // The admin action has looked at the coordinator's memory (nothing there) when it stops
         // at its audit record, which waits for this lock.
@@ -819,6 +803,25 @@ public sealed class DashboardApiTests
     {
         await using var connection = new NpgsqlConnection(_host.JournalConnectionString);
         return await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM txcoord.audit_log WHERE transaction_id = @Id", new { Id = id.Value });
+    }
+
+    /// <summary>
+    /// A branch of a new transaction of this coordinator, prepared in the configured participant's
+    /// database (the journal has no row for it), once the dashboard sees it; the scripted
+    /// participant listens on that participant's queue.
+    /// </summary>
+    private async Task<TransactionId> PrepareBranchTheJournalDoesNotKnowAsync()
+    {
+        var id = TransactionId.New();
+        var gid = BranchGid.Create(new CoordinatorId(_host.CoordinatorId), id, new ParticipantId(_configuredParticipant));
+        await _peers.ListenAsync(_configuredParticipant);
+        await PrepareInParticipantDatabaseAsync(gid);
+        await Eventually.WaitForAsync(
+            () => TryGetDetailAsync(id),
+            d => d.ValueKind == JsonValueKind.Object && d.GetProperty("preparedBranches").GetArrayLength() == 1,
+            Wait,
+            "the prepared branch to be found");
+        return id;
     }
 
     /// <summary>Leaves a prepared transaction holding a row lock in the participant database, as a participant that voted Yes would.</summary>
