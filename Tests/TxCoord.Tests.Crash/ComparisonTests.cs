@@ -18,7 +18,11 @@ namespace TxCoord.Tests.Crash;
 [Parallelizable(ParallelScope.Children)]
 public sealed class ComparisonTests
 {
+    // Retried: this shows the baseline's failure mode, and the baseline does not always die with
+    // both databases prepared in six lives on a loaded machine (its prepare phase is not ours to
+    // order); a failed attempt says nothing about TxCoord. Three attempts that all miss still fail.
     [Test]
+    [Retry(3)]
     public async Task TransactionScopeKilledUnderLoad_LeavesUnmatchedPreparedTransactionsHoldingLocksInBothDatabases()
     {
         var suffix = Guid.NewGuid().ToString("N")[..8];
