@@ -82,6 +82,7 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
         var senderClaims = CoordinatorSenderChecks.ConfigureBus(configurator, runtime.Options, securityLogger);
         var queue = TxCoordQueues.Coordinator(runtime.Id);
         var logger = context.GetService<ILoggerFactory>()?.CreateLogger("TxCoord.Coordinator.SkippedMessages") ?? NullLogger.Instance;
+        var monitor = context.GetService<CoordinatorMonitor>();
         configurator.ReceiveEndpoint(queue, endpoint =>
         {
             // Messages are sent to this queue by address, never published: no fan-out bindings.
@@ -95,10 +96,15 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
             if (senderClaims is not null)
             {
                 endpoint.UseFilter(new SenderCheckFilter(
-                    runtime.Options.Security, senderClaims, securityLogger, context.GetService<TimeProvider>() ?? TimeProvider.System, eventId: 1601));
+                    runtime.Options.Security, senderClaims, securityLogger, context.GetService<TimeProvider>() ?? TimeProvider.System, eventId: 1601,
+                    counted: monitor is null ? null : monitor.MessageRefused));
             }
 
-            endpoint.UseTxCoordSkippedMessageLog(queue, (name, types) => Log.MessageSkipped(logger, name, types));
+            endpoint.UseTxCoordSkippedMessageLog(queue, (name, types) =>
+            {
+                monitor?.MessageSkipped(name);
+                Log.MessageSkipped(logger, name, types);
+            });
             endpoint.Handler<CommitTransaction>(runtime.HandleCommitAsync);
             endpoint.Handler<RollbackTransaction>(runtime.HandleRollbackAsync);
             endpoint.Handler<GetTransactionOutcome>(runtime.HandleGetOutcomeAsync);

@@ -68,12 +68,15 @@ internal sealed class SenderCheckFilter : IFilter<ConsumeContext>
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly Action<ILogger, string, string, string, string, string, Exception?> _logRefused;
+    private readonly Action<string, string>? _counted;
     private readonly Lock _gate = new();
     private DateTimeOffset _windowStart;
     private int _logged;
 
-    public SenderCheckFilter(TxCoordSecurityOptions options, ISenderClaim[] claims, ILogger logger, TimeProvider time, int eventId)
+    /// <param name="counted">Also told (type, reason) of every refusal, for a host's own metrics (the coordinator's /metrics).</param>
+    public SenderCheckFilter(TxCoordSecurityOptions options, ISenderClaim[] claims, ILogger logger, TimeProvider time, int eventId, Action<string, string>? counted = null)
     {
+        _counted = counted;
         _options = options;
         _claims = claims;
         _logger = logger;
@@ -110,6 +113,7 @@ internal sealed class SenderCheckFilter : IFilter<ConsumeContext>
     private void Refuse(ConsumeContext context, string messageType, string claimed, string? brokerUser, SenderRefusal refused)
     {
         RefusedMessages.Count(messageType, refused.Reason);
+        _counted?.Invoke(messageType, refused.Reason);
         if (MayLog())
         {
             var transaction = context.Headers.Get<string>(TxCoordHeaders.TransactionId) ?? TransactionIdOf(context) ?? "?";

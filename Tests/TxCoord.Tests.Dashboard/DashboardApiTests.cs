@@ -133,6 +133,39 @@ public sealed class DashboardApiTests
         });
     }
 
+    [Test]
+    public async Task Metrics_ARelayedVoteOfANonParticipantAndAnUnknownMessageType_CountedAsRefusedAndSkipped()
+    {
+        var p = await NewParticipantAsync();
+        string[] Series(string text) => text.Split('\n');
+        var refusedSeries = "txcoord_messages_refused_total{type=\"CommitTransaction.Prepared\",reason=\"not_a_participant\"}";
+        var skippedSeries = $"txcoord_messages_skipped_total{{queue=\"{TxCoordQueues.Coordinator(new CoordinatorId(_host.CoordinatorId))}\"}}";
+        var before = Series(await _host.Anonymous.GetStringAsync("/metrics"));
+        var (refusedBefore, skippedBefore) = (ValueOrZero(before, refusedSeries), ValueOrZero(before, skippedSeries));
+
+        // A commit request relaying a Yes vote for a participant it does not name, and a message no handler takes.
+        await _peers.SendAsync(new CommitTransaction
+        {
+            TransactionId = TransactionId.New(),
+            Participants = [new ParticipantId(p)],
+            Prepared = [new ParticipantId($"{p}-ghost")],
+        });
+        await _peers.SendAsync(new NoHandlerTakesThis { Text = "who reads this?" });
+
+        var after = await Eventually.WaitForAsync(
+            async () => Series(await _host.Anonymous.GetStringAsync("/metrics")),
+            lines => ValueOrZero(lines, refusedSeries) > refusedBefore && ValueOrZero(lines, skippedSeries) > skippedBefore,
+            Wait,
+            "the refused relayed vote and the skipped message in /metrics");
+        Assert.Multiple(() =>
+        {
+            Assert.That(ValueOrZero(after, refusedSeries), Is.EqualTo(refusedBefore + 1));
+            Assert.That(ValueOrZero(after, skippedSeries), Is.EqualTo(skippedBefore + 1));
+            Assert.That(after, Has.Some.EqualTo("# TYPE txcoord_messages_refused_total counter"));
+            Assert.That(after, Has.Some.EqualTo("# TYPE txcoord_messages_skipped_total counter"));
+        });
+    }
+
     // ---- the live list ----------------------------------------------------------------------
 
     [Test]
@@ -792,6 +825,11 @@ public sealed class DashboardApiTests
     private static JsonElement Database(JsonElement participants, string participant) =>
         participants.GetProperty("items").EnumerateArray().Single(i => i.GetProperty("id").GetString() == participant).GetProperty("database");
 
+    private static double ValueOrZero(string[] lines, string series) =>
+        lines.FirstOrDefault(l => l.StartsWith(series + " ", StringComparison.Ordinal)) is { } line
+            ? double.Parse(line[(series.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture)
+            : 0;
+
     private static double Value(string[] lines, string series)
     {
         var line = lines.FirstOrDefault(l => l.StartsWith(series + " ", StringComparison.Ordinal));
@@ -849,4 +887,10 @@ public sealed class DashboardApiTests
             await connection.ExecuteAsync($"ROLLBACK PREPARED '{BranchGid.EnsureSafe(gid)}'");
         }
     }
+}
+
+/// <summary>A message type no TxCoord endpoint handles.</summary>
+public sealed record NoHandlerTakesThis
+{
+    public string Text { get; init; } = "";
 }

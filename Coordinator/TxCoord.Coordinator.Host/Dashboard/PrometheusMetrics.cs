@@ -89,6 +89,18 @@ internal sealed class PrometheusMetrics(CoordinatorMonitor monitor, DashboardQue
             text.Sample("txcoord_message_send_failures_total", [("type", message.MessageType)], message.Failed);
         }
 
+        text.Metric("txcoord_messages_refused_total", "counter", "Protocol messages refused and dropped (changing nothing) because their sender is not who they claim or the protocol does not allow them, by type and reason.");
+        foreach (var refused in snapshot.Refused)
+        {
+            text.Sample("txcoord_messages_refused_total", [("type", refused.MessageType), ("reason", refused.Reason)], refused.Count);
+        }
+
+        text.Metric("txcoord_messages_skipped_total", "counter", "Messages no handler takes, moved to the queue's _skipped queue, by queue.");
+        foreach (var skipped in snapshot.Skipped)
+        {
+            text.Sample("txcoord_messages_skipped_total", [("queue", skipped.Queue)], skipped.Count);
+        }
+
         text.Metric("txcoord_messages_retried_total", "counter", "Phase-2 messages sent again by re-drives, by protocol.");
         text.Metric("txcoord_redrives_total", "counter", "Phase-2 re-drive rounds, by protocol.");
         foreach (var protocol in protocols)

@@ -27,6 +27,8 @@ internal sealed class CoordinatorMonitor
     private readonly ConcurrentDictionary<(CommitProtocol Protocol, string Outcome), LatencyHistogram> _durations = new();
     private readonly ConcurrentDictionary<(CommitProtocol Protocol, TransactionPhase Phase), LatencyHistogram> _phases = new();
     private readonly ConcurrentDictionary<string, MessageCounters> _messages = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string Type, string Reason), Count> _refused = new();
+    private readonly ConcurrentDictionary<string, Count> _skipped = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<TransactionId, PhaseEntered> _phaseEntered = new();
     private readonly LatencyHistogram _decisionWrites = new();
     private readonly Bucket[] _buckets;
@@ -147,6 +149,14 @@ internal sealed class CoordinatorMonitor
         Interlocked.Increment(ref succeeded ? ref counters.Sent : ref counters.Failed);
     }
 
+    /// <summary>A protocol message was refused (sender authentication, or a rule of the protocol); <paramref name="reason"/> is the metric's short reason.</summary>
+    public void MessageRefused(string messageType, string reason) =>
+        Interlocked.Increment(ref _refused.GetOrAdd((messageType, reason), static _ => new Count()).Value);
+
+    /// <summary>A message no handler of <paramref name="queue"/> takes was moved to its _skipped queue.</summary>
+    public void MessageSkipped(string queue) =>
+        Interlocked.Increment(ref _skipped.GetOrAdd(queue, static _ => new Count()).Value);
+
     public MonitorSnapshot Read()
     {
         var now = _time.GetUtcNow();
@@ -162,6 +172,9 @@ internal sealed class CoordinatorMonitor
             DecisionWriteFailures = Interlocked.Read(ref _decisionWriteFailures),
             LastDecisionWriteAt = lastWrite == long.MinValue ? null : new DateTimeOffset(lastWrite, TimeSpan.Zero),
             Messages = [.. _messages.OrderBy(m => m.Key, StringComparer.Ordinal).Select(m => new MessageCounts(m.Key, Interlocked.Read(ref m.Value.Sent), Interlocked.Read(ref m.Value.Failed)))],
+            Refused = [.. _refused.OrderBy(r => r.Key.Type, StringComparer.Ordinal).ThenBy(r => r.Key.Reason, StringComparer.Ordinal)
+                .Select(r => new RefusedCount(r.Key.Type, r.Key.Reason, Interlocked.Read(ref r.Value.Value)))],
+            Skipped = [.. _skipped.OrderBy(q => q.Key, StringComparer.Ordinal).Select(q => new SkippedCount(q.Key, Interlocked.Read(ref q.Value.Value)))],
             Series = ReadSeries(now),
         };
     }
@@ -229,6 +242,11 @@ internal sealed class CoordinatorMonitor
             Interlocked.Read(ref DecisionWriteRetries));
     }
 
+    private sealed class Count
+    {
+        public long Value;
+    }
+
     private sealed class MessageCounters
     {
         public long Sent;
@@ -272,6 +290,10 @@ internal sealed record LabelledHistogram(CommitProtocol Protocol, string Label, 
 
 internal sealed record MessageCounts(string MessageType, long Sent, long Failed);
 
+internal sealed record RefusedCount(string MessageType, string Reason, long Count);
+
+internal sealed record SkippedCount(string Queue, long Count);
+
 /// <summary>One bucket of the time series: what started and ended in it, and how long those commits took.</summary>
 internal sealed record SeriesPoint(
     DateTimeOffset At,
@@ -293,6 +315,8 @@ internal sealed record MonitorSnapshot
     public required long DecisionWriteFailures { get; init; }
     public required DateTimeOffset? LastDecisionWriteAt { get; init; }
     public required IReadOnlyList<MessageCounts> Messages { get; init; }
+    public required IReadOnlyList<RefusedCount> Refused { get; init; }
+    public required IReadOnlyList<SkippedCount> Skipped { get; init; }
     public required IReadOnlyList<SeriesPoint> Series { get; init; }
 
     /// <summary>The last <paramref name="buckets"/> buckets of the series merged: counts summed, histograms added.</summary>

@@ -105,9 +105,16 @@ internal sealed partial class CoordinatorRuntime
         }, cancellationToken);
     }
 
+    /// <summary>Counts a refused message in the process-wide meter and in this coordinator's /metrics.</summary>
+    private void CountRefused(string messageType, string reason)
+    {
+        RefusedMessages.Count(messageType, reason);
+        _monitor?.MessageRefused(messageType, reason);
+    }
+
     private void RefuseTermination(TransactionId id, string leader, string reason, string why)
     {
-        RefusedMessages.Count(nameof(TerminationDecided), reason);
+        CountRefused(nameof(TerminationDecided), reason);
         CoordinatorSenderChecks.Refused(_logger, id, nameof(TerminationDecided), leader, why);
     }
 

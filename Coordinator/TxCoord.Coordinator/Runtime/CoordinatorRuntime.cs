@@ -220,7 +220,7 @@ internal sealed partial class CoordinatorRuntime
             Log.CommitRequested(_logger, id, message.Protocol, Join(participants));
             foreach (var (participant, why) in untrusted)
             {
-                RefusedMessages.Count("CommitTransaction.Prepared", participants.Contains(participant) ? "relayed_vote_unproven" : "not_a_participant");
+                CountRefused("CommitTransaction.Prepared", participants.Contains(participant) ? "relayed_vote_unproven" : "not_a_participant");
                 CoordinatorSenderChecks.RelayedVoteUntrusted(_logger, id, participant.Value ?? "", why);
             }
 
