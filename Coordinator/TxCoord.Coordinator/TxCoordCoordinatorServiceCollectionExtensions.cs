@@ -85,8 +85,9 @@ public static class TxCoordCoordinatorBusConfiguratorExtensions
         var monitor = context.GetService<CoordinatorMonitor>();
         configurator.ReceiveEndpoint(queue, endpoint =>
         {
-            // Messages are sent to this queue by address, never published: no fan-out bindings.
+            // Messages are sent to this queue through its inbox exchange, never published: no fan-out bindings.
             endpoint.ConfigureConsumeTopology = false;
+            endpoint.BindTxCoordInbox(TxCoordQueues.CoordinatorInbox(runtime.Id));
             endpoint.PrefetchCount = ConcurrentMessageLimit;
             endpoint.ConcurrentMessageLimit = ConcurrentMessageLimit;
 

@@ -149,8 +149,9 @@ public static class TxCoordBusConfiguratorExtensions
             var queue = TxCoordQueues.Participant(participant.Id);
             configurator.ReceiveEndpoint(queue, endpoint =>
             {
-                // Messages are sent to this queue by address, never published: no fan-out bindings.
+                // Messages are sent to this queue through its inbox exchange, never published: no fan-out bindings.
                 endpoint.ConfigureConsumeTopology = false;
+                endpoint.BindTxCoordInbox(TxCoordQueues.ParticipantInbox(participant.Id));
                 endpoint.PrefetchCount = participant.Options.ConcurrentMessageLimit;
                 endpoint.ConcurrentMessageLimit = participant.Options.ConcurrentMessageLimit;
                 // Before the fault filter, so a message the fault seam holds up counts as a slow handler.

@@ -1,5 +1,9 @@
 using Dapper;
 using Npgsql;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Events;
+using RabbitMQ.Client.Exceptions;
+using TxCoord.Contracts;
 using TxCoord.Participants;
 using TxCoord.Tests.Crash.Infrastructure;
 
@@ -11,7 +15,8 @@ namespace TxCoord.Tests.Crash;
 /// journal's <c>txcoord</c> schema, the dashboard's monitor in <c>pg_monitor</c>. Transfers commit,
 /// a kill -9 of the coordinator and a bank under load recovers with nothing left prepared, and
 /// none of these roles can reach what is not its own (a superuser participant could finish the
-/// other bank's prepared transactions).
+/// other bank's prepared transactions). On the broker, each service is its own user with sender
+/// authentication on, allowed only its own queues and the inbox exchanges it sends to.
 /// </summary>
 [Category("Crash")]
 public sealed class LeastPrivilegeTests
@@ -35,6 +40,7 @@ public sealed class LeastPrivilegeTests
         var settled = await system.AssertConvergedAsync((await traffic).Transfers);
         await system.AssertStillCommitsAsync();
         Assert.That(settled.Count(t => t.Outcome == CommitOutcome.Committed), Is.GreaterThan(0), "transfers committed under the roles");
+        await AssertBrokerUsersConfinedAsync(system);
 
         // What each role may not do. A branch of bank B left prepared, as its own role prepared it.
         var bankB = system.ServiceBankConnectionString(Role.BankB);
@@ -107,6 +113,57 @@ public sealed class LeastPrivilegeTests
             Assert.That(sessions.Where(s => !s.Ssl), Is.Empty, "every PostgreSQL session of the services is encrypted");
             Assert.That(ours, Has.Count.GreaterThanOrEqualTo(3), "the coordinator and both banks hold broker connections on the TLS listener");
             Assert.That(ours.Where(l => !l.Contains("\ttrue", StringComparison.Ordinal)), Is.Empty, "and each of them is TLS");
+        });
+    }
+
+    /// <summary>
+    /// What bank A's broker user may not do: read, delete or purge bank B's queue or the
+    /// coordinator's, or send a message claiming to be the coordinator (RabbitMQ checks user_id).
+    /// Each refusal closes the channel with its AMQP code: 403 ACCESS_REFUSED, 406 PRECONDITION_FAILED.
+    /// </summary>
+    private static async Task AssertBrokerUsersConfinedAsync(BankSystem system)
+    {
+        var users = system.BrokerUsers!;
+        var bankBQueue = TxCoordQueues.Participant(new ParticipantId(system.BankB));
+        var coordinatorQueue = TxCoordQueues.Coordinator(new CoordinatorId(system.CoordinatorId));
+        var factory = new ConnectionFactory
+        {
+            Uri = new UriBuilder(CrashServices.RabbitMq) { UserName = users.BankA, Password = BrokerRoles.PasswordOf(users.BankA) }.Uri,
+        };
+        await using var connection = await factory.CreateConnectionAsync();
+
+        async Task<ushort> RefusalAsync(Func<IChannel, Task> action)
+        {
+            await using var channel = await connection.CreateChannelAsync();
+            try
+            {
+                await action(channel);
+                await channel.BasicQosAsync(0, 1, false); // a round trip: an asynchronous channel error arrives before it
+            }
+            catch (OperationInterruptedException ex) when (ex.ShutdownReason is { } reason)
+            {
+                return reason.ReplyCode;
+            }
+
+            return 0;
+        }
+
+        var readB = await RefusalAsync(ch => ch.BasicGetAsync(bankBQueue, autoAck: true));
+        var consumeCoordinator = await RefusalAsync(ch => ch.BasicConsumeAsync(coordinatorQueue, autoAck: true, new AsyncEventingBasicConsumer(ch)));
+        var deleteB = await RefusalAsync(ch => ch.QueueDeleteAsync(bankBQueue));
+        var purgeCoordinator = await RefusalAsync(ch => ch.QueuePurgeAsync(coordinatorQueue));
+        var asCoordinator = await RefusalAsync(ch => ch.BasicPublishAsync(
+            TxCoordQueues.ParticipantInbox(new ParticipantId(system.BankB)), "", mandatory: false,
+            new BasicProperties { UserId = users.Coordinator }, "{}"u8.ToArray()).AsTask());
+        var ownInbox = await RefusalAsync(ch => ch.BasicGetAsync(TxCoordQueues.Participant(new ParticipantId(system.BankA)), autoAck: false));
+        Assert.Multiple(() =>
+        {
+            Assert.That(readB, Is.EqualTo(403), "bank A's user cannot read bank B's queue");
+            Assert.That(consumeCoordinator, Is.EqualTo(403), "nor consume the coordinator's");
+            Assert.That(deleteB, Is.EqualTo(403), "nor delete bank B's queue");
+            Assert.That(purgeCoordinator, Is.EqualTo(403), "nor purge the coordinator's");
+            Assert.That(asCoordinator, Is.EqualTo(406), "nor send a message as the coordinator's user");
+            Assert.That(ownInbox, Is.Zero, "its own queue it may read");
         });
     }
 

@@ -352,6 +352,7 @@ public sealed class SenderAuthenticationTests
                     cfg.ReceiveEndpoint(TxCoordQueues.Coordinator(new CoordinatorId(cluster.CoordinatorId)), endpoint =>
                     {
                         endpoint.ConfigureConsumeTopology = false;
+                        ((IRabbitMqReceiveEndpointConfigurator)endpoint).Bind(TxCoordQueues.CoordinatorInbox(new CoordinatorId(cluster.CoordinatorId)));
                         endpoint.Handler<CommitTransaction>(async context =>
                         {
                             Interlocked.Increment(ref forger.AnsweredCount);

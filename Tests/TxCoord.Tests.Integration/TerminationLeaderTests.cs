@@ -152,6 +152,7 @@ public sealed class TerminationLeaderTests
                     {
                         cfg.ReceiveEndpoint(TxCoordQueues.Participant(peer), e =>
                         {
+                            ((IRabbitMqReceiveEndpointConfigurator)e).Bind(TxCoordQueues.ParticipantInbox(peer));
                             e.Handler<GetBranchState>(async c =>
                             {
                                 questions.Enqueue((peer, c.Message.Round, await LastElectedAsync(database, gid)));

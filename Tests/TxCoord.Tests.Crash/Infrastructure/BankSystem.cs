@@ -119,6 +119,9 @@ internal sealed class BankSystem : IAsyncDisposable
     /// <summary>The roles the services log in as, with <see cref="BankSystemOptions.LeastPrivilege"/>; else null.</summary>
     public LeastPrivilegeRoles? Roles { get; private set; }
 
+    /// <summary>The broker users the services connect as, with <see cref="BankSystemOptions.LeastPrivilege"/> (sender authentication on); else null.</summary>
+    public BrokerRoles? BrokerUsers { get; private set; }
+
     public NpgsqlDataSource BankADataSource { get; private set; } = null!;
 
     public NpgsqlDataSource BankBDataSource { get; private set; } = null!;
@@ -416,6 +419,11 @@ internal sealed class BankSystem : IAsyncDisposable
 
             await bank.DisposeAsync();
         }
+
+        if (BrokerUsers is { } brokerUsers)
+        {
+            await brokerUsers.DeleteAsync();
+        }
     }
 
     private Dictionary<string, string> ProcessEnvironment(Role role)
@@ -432,8 +440,25 @@ internal sealed class BankSystem : IAsyncDisposable
 
     private Dictionary<string, string> ProcessEnvironmentWithoutTls(Role role)
     {
-        var rabbitMq = _options.Tls ? CrashServices.RabbitMqTls.ToString() : RabbitMq.ToString();
-        if (role == Role.Coordinator)
+        var rabbitMq = BrokerUri(_options.Tls ? CrashServices.RabbitMqTls : RabbitMq, BrokerUsers is null ? null : role == Role.Coordinator ? BrokerUsers.Coordinator : role == Role.BankA ? BrokerUsers.BankA : BrokerUsers.BankB).ToString();
+        var environment = role == Role.Coordinator ? CoordinatorEnvironment(rabbitMq) : BankEnvironment(role, rabbitMq);
+        if (BrokerUsers is { } users)
+        {
+            environment["TxCoord__Security__SenderAuthentication"] = "BrokerUser";
+            environment[$"TxCoord__Security__Coordinators__{CoordinatorId}"] = users.Coordinator;
+            environment[$"TxCoord__Security__Participants__{BankA}"] = users.BankA;
+            environment[$"TxCoord__Security__Participants__{BankB}"] = users.BankB;
+        }
+
+        return environment;
+    }
+
+    /// <summary><paramref name="broker"/> with <paramref name="user"/>'s credentials (unchanged when null).</summary>
+    private static Uri BrokerUri(Uri broker, string? user) =>
+        user is null ? broker : new UriBuilder(broker) { UserName = user, Password = BrokerRoles.PasswordOf(user) }.Uri;
+
+    private Dictionary<string, string> CoordinatorEnvironment(string rabbitMq)
+    {
         {
             return new()
             {
@@ -447,7 +472,10 @@ internal sealed class BankSystem : IAsyncDisposable
                 ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
             };
         }
+    }
 
+    private Dictionary<string, string> BankEnvironment(Role role, string rabbitMq)
+    {
         return new()
         {
             ["Bank__ParticipantId"] = role == Role.BankA ? BankA : BankB,
@@ -498,6 +526,8 @@ internal sealed class BankSystem : IAsyncDisposable
         {
             Roles = LeastPrivilegeRoles.For(Suffix);
             await Roles.ApplyAsync(JournalConnectionString, BankAConnectionString, BankBConnectionString);
+            BrokerUsers = BrokerRoles.For(Suffix);
+            await BrokerUsers.ApplyAsync(CoordinatorId, BankA, BankB);
 
             // Seeded as each bank's role, so that its tables are its own.
             await using var seedA = NpgsqlDataSource.Create(ServiceBankConnectionString(Role.BankA));
@@ -528,8 +558,19 @@ internal sealed class BankSystem : IAsyncDisposable
             o.TransactionTimeout = _options.TransactionTimeout;
             o.WorkTimeout = TimeSpan.FromSeconds(15);
             o.CommitTimeout = _options.CommitTimeout;
+            if (BrokerUsers is { } users)
+            {
+                o.Security.SenderAuthentication = SenderAuthentication.BrokerUser;
+                o.Security.Coordinators[CoordinatorId] = users.Coordinator;
+                o.Security.Participants[BankA] = users.BankA;
+                o.Security.Participants[BankB] = users.BankB;
+            }
         });
-        builder.Services.AddMassTransit(x => x.UsingRabbitMq((_, cfg) => cfg.Host(RabbitMq)));
+        builder.Services.AddMassTransit(x => x.UsingRabbitMq((context, cfg) =>
+        {
+            cfg.Host(BrokerUri(RabbitMq, BrokerUsers?.Initiator));
+            cfg.ConfigureTxCoordInitiator(context);
+        }));
         builder.Services.Configure<MassTransitHostOptions>(o =>
         {
             o.WaitUntilStarted = true;

@@ -55,6 +55,7 @@ internal sealed class ScriptedParticipants : IAsyncDisposable
         var handle = connector.ConnectReceiveEndpoint(TxCoordQueues.Participant(new ParticipantId(participant)), (_, cfg) =>
         {
             cfg.ConfigureConsumeTopology = false;
+            ((IRabbitMqReceiveEndpointConfigurator)cfg).Bind(TxCoordQueues.ParticipantInbox(new ParticipantId(participant)));
             cfg.Handler<PrepareBranch>(c => Record(queue, c.Message));
             cfg.Handler<CommitBranch>(c => Record(queue, c.Message));
             cfg.Handler<AbortBranch>(c => Record(queue, c.Message));

@@ -47,6 +47,7 @@ internal sealed class ProbeCoordinator : IAsyncDisposable
         var host = await cluster.StartProbeAsync(
             (cfg, _) => cfg.ReceiveEndpoint(TxCoordQueues.Coordinator(id), e =>
             {
+                ((IRabbitMqReceiveEndpointConfigurator)e).Bind(TxCoordQueues.CoordinatorInbox(id));
                 e.Handler<BranchVoted>(c => Record(replies, c.Message));
                 e.Handler<BranchCommitted>(c => Record(replies, c.Message));
                 e.Handler<BranchesCommitted>(c => Record(replies, c.Message));
