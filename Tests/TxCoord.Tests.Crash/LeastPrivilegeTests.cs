@@ -117,6 +117,75 @@ public sealed class LeastPrivilegeTests
     }
 
     /// <summary>
+    /// docker/rabbitmq/definitions.json, the compose broker's users: each service user's
+    /// permissions are the ones these tests run under (for the demo's ids), the file imports into a
+    /// real broker, every user and password of docker-compose.yml logs in, and bank-a's user cannot
+    /// read bank-b's queue.
+    /// </summary>
+    [Test]
+    public async Task ComposeBrokerDefinitions_AreTheTestedPermissions_AndTheComposeUsersLogIn()
+    {
+        var definitions = await File.ReadAllTextAsync(Path.Combine(Repository.Root, "docker", "rabbitmq", "definitions.json"));
+        using var document = System.Text.Json.JsonDocument.Parse(definitions);
+        var permissions = document.RootElement.GetProperty("permissions").EnumerateArray().ToDictionary(
+            p => p.GetProperty("user").GetString()!,
+            p => new BrokerPermissions(p.GetProperty("configure").GetString()!, p.GetProperty("write").GetString()!, p.GetProperty("read").GetString()!));
+        Assert.Multiple(() =>
+        {
+            Assert.That(permissions["txcoord-coordinator"], Is.EqualTo(BrokerRoles.CoordinatorPermissions("demo")));
+            Assert.That(permissions["txcoord-bank-a"], Is.EqualTo(BrokerRoles.ParticipantPermissions("bank-a", "demo")));
+            Assert.That(permissions["txcoord-bank-b"], Is.EqualTo(BrokerRoles.ParticipantPermissions("bank-b", "demo")));
+            Assert.That(permissions["txcoord-transfers"], Is.EqualTo(BrokerRoles.InitiatorPermissions("demo")));
+        });
+
+        var compose = await File.ReadAllTextAsync(Path.Combine(Repository.Root, "docker", "docker-compose.yml"));
+        var logins = System.Text.RegularExpressions.Regex.Matches(compose, @"amqp://([^:@/""]+):([^@""]+)@rabbitmq:5672/")
+            .Select(m => (User: m.Groups[1].Value, Password: m.Groups[2].Value)).Distinct().ToList();
+        Assert.That(logins.Select(l => l.User), Is.EquivalentTo(new[] { "txcoord-coordinator", "txcoord-bank-a", "txcoord-bank-b", "txcoord-transfers" }), "one broker user per service in the compose file");
+
+        await BrokerRoles.ImportAsync(definitions);
+        var bankBQueue = TxCoordQueues.Participant(new ParticipantId("bank-b"));
+        try
+        {
+            // The queue bank-b's endpoint would declare, made here as the test's administrator.
+            var admin = new ConnectionFactory { Uri = CrashServices.RabbitMq };
+            await using (var connection = await admin.CreateConnectionAsync())
+            await using (var channel = await connection.CreateChannelAsync())
+            {
+                await channel.QueueDeclareAsync(bankBQueue, durable: false, exclusive: false, autoDelete: false);
+            }
+
+            foreach (var (user, password) in logins)
+            {
+                var factory = new ConnectionFactory { Uri = new UriBuilder(CrashServices.RabbitMq) { UserName = user, Password = password }.Uri };
+                await using var connection = await factory.CreateConnectionAsync();
+                if (user != "txcoord-bank-a")
+                {
+                    continue;
+                }
+
+                await using var channel = await connection.CreateChannelAsync();
+                var refused = Assert.ThrowsAsync<OperationInterruptedException>(async () => await channel.BasicGetAsync(bankBQueue, autoAck: true));
+                Assert.That(refused!.ShutdownReason?.ReplyCode, Is.EqualTo(403), "bank-a's user cannot read bank-b's queue");
+            }
+        }
+        finally
+        {
+            var admin = new ConnectionFactory { Uri = CrashServices.RabbitMq };
+            await using (var connection = await admin.CreateConnectionAsync())
+            await using (var channel = await connection.CreateChannelAsync())
+            {
+                await channel.QueueDeleteAsync(bankBQueue);
+            }
+
+            foreach (var user in permissions.Keys)
+            {
+                await CrashServices.RabbitMqCtlAsync("delete_user", user);
+            }
+        }
+    }
+
+    /// <summary>
     /// What bank A's broker user may not do: read, delete or purge bank B's queue or the
     /// coordinator's, or send a message claiming to be the coordinator (RabbitMQ checks user_id).
     /// Each refusal closes the channel with its AMQP code: 403 ACCESS_REFUSED, 406 PRECONDITION_FAILED.

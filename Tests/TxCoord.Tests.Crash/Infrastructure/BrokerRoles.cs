@@ -55,10 +55,13 @@ internal sealed record BrokerRoles(string Coordinator, string BankA, string Bank
             (Initiator, InitiatorPermissions(coordinatorId)));
 
     /// <summary>Creates the users on the crash services' broker.</summary>
-    public async Task ApplyAsync(string coordinatorId, string bankA, string bankB)
+    public Task ApplyAsync(string coordinatorId, string bankA, string bankB) => ImportAsync(Definitions(coordinatorId, bankA, bankB));
+
+    /// <summary>Imports a definitions document into the crash services' broker (through a file the broker's user can read).</summary>
+    public static async Task ImportAsync(string definitions)
     {
         var file = Path.Combine(Path.GetTempPath(), $"txcoord-broker-users-{Guid.NewGuid():N}.json");
-        await File.WriteAllTextAsync(file, Definitions(coordinatorId, bankA, bankB));
+        await File.WriteAllTextAsync(file, definitions);
         try
         {
             // The broker runs as the rabbitmq user: it must be able to read the file.
