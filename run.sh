@@ -233,9 +233,36 @@ cmd_demo() {
     local dashboard_url="http://127.0.0.1:21080"
     local bank_a="$TXCOORD_PG;Database=bank_a" bank_b="$TXCOORD_PG;Database=bank_b"
 
+    # Each service logs in to RabbitMQ as its own user, allowed only its own queues and the inbox
+    # exchanges it sends to, with sender authentication on: the compose file's users and
+    # permissions (docker/rabbitmq/definitions.json, docs/least-privilege.md). The passwords go in
+    # the services' environment, never on a command line. TXCOORD_DEMO_SENDER_AUTH=Off runs every
+    # service as guest with nothing checked (what anyone on the vhost could then forge: docs/security.md).
+    local auth="${TXCOORD_DEMO_SENDER_AUTH:-BrokerUser}" broker="${TXCOORD_RABBITMQ#*@}"
+    local rmq_coordinator="$TXCOORD_RABBITMQ" rmq_bank_a="$TXCOORD_RABBITMQ" rmq_bank_b="$TXCOORD_RABBITMQ" rmq_transfers="$TXCOORD_RABBITMQ"
+    local security=("TxCoord__Security__SenderAuthentication=Off")
+    case "$auth" in
+        BrokerUser)
+            local defs="$TXCOORD_RUN_DIR/broker-users.json"
+            cp docker/rabbitmq/definitions.json "$defs" && chmod 644 "$defs" \
+                && txc_rabbitmqctl import_definitions "$defs" >"$TXCOORD_RUN_DIR/broker-users.log" 2>&1 \
+                || die "could not create the demo's broker users (log: $TXCOORD_RUN_DIR/broker-users.log)"
+            rmq_coordinator="amqp://txcoord-coordinator:coordinator-demo-password@$broker"
+            rmq_bank_a="amqp://txcoord-bank-a:bank-a-demo-password@$broker"
+            rmq_bank_b="amqp://txcoord-bank-b:bank-b-demo-password@$broker"
+            rmq_transfers="amqp://txcoord-transfers:transfers-demo-password@$broker"
+            security=("TxCoord__Security__SenderAuthentication=BrokerUser"
+                "TxCoord__Security__Coordinators__demo=txcoord-coordinator"
+                "TxCoord__Security__Participants__bank-a=txcoord-bank-a"
+                "TxCoord__Security__Participants__bank-b=txcoord-bank-b")
+            say "broker users: one per service (docker/rabbitmq/definitions.json), sender authentication BrokerUser" ;;
+        Off) say "TXCOORD_DEMO_SENDER_AUTH=Off: every service as guest, sender authentication off" ;;
+        *) die "TXCOORD_DEMO_SENDER_AUTH='$auth' is invalid: use BrokerUser (the default) or Off" ;;
+    esac
+
     start_bg coordinator "$logs/coordinator.log" \
         "ConnectionStrings__Journal=$TXCOORD_PG;Database=txcoord_coordinator" \
-        "ConnectionStrings__RabbitMq=$TXCOORD_RABBITMQ" \
+        "ConnectionStrings__RabbitMq=$rmq_coordinator" "${security[@]}" \
         "TxCoord__CoordinatorId=demo" \
         "TxCoord__Participants__bank-a__ConnectionString=$bank_a" \
         "TxCoord__Participants__bank-b__ConnectionString=$bank_b" \
@@ -244,13 +271,13 @@ cmd_demo() {
     start_bg bank-a "$logs/bank-a.log" \
         "Bank__ParticipantId=bank-a" \
         "ConnectionStrings__Bank=$bank_a" \
-        "ConnectionStrings__RabbitMq=$TXCOORD_RABBITMQ" \
+        "ConnectionStrings__RabbitMq=$rmq_bank_a" "${security[@]}" \
         "TxCoord__CoordinatorId=demo" \
         -- dotnet "$participant"
     start_bg bank-b "$logs/bank-b.log" \
         "Bank__ParticipantId=bank-b" \
         "ConnectionStrings__Bank=$bank_b" \
-        "ConnectionStrings__RabbitMq=$TXCOORD_RABBITMQ" \
+        "ConnectionStrings__RabbitMq=$rmq_bank_b" "${security[@]}" \
         "TxCoord__CoordinatorId=demo" \
         -- dotnet "$participant"
 
@@ -269,7 +296,7 @@ cmd_demo() {
     local rc=0
     txc_run_fg env "ConnectionStrings__BankA=$bank_a" \
         "ConnectionStrings__BankB=$bank_b" \
-        "ConnectionStrings__RabbitMq=$TXCOORD_RABBITMQ" \
+        "ConnectionStrings__RabbitMq=$rmq_transfers" "${security[@]}" \
         "TxCoord__CoordinatorId=demo" \
         dotnet "$transfers" "$@" || rc=$?
 
