@@ -18,7 +18,10 @@ usage: ./run.sh <command> [args...]
                              ends with one line "N passed, N failed[, N skipped]"
   demo  [transfers args]     run the coordinator, two bank participant services and the
                              transfers driver; e.g. ./run.sh demo --transfers 300 --concurrency 32
-                             (TXCOORD_DEMO_HOLD=1 keeps everything running until Ctrl-C)
+                             (TXCOORD_DEMO_HOLD=1 keeps everything running until Ctrl-C;
+                             TXCOORD_DEMO_HOSTILE=1 then forges protocol messages as guest and
+                             says whether the money moved; TXCOORD_DEMO_SENDER_AUTH=Off runs
+                             the services unauthenticated, as guest)
   bench [bench args]         run bench/TxCoord.Bench against private services
 
 Needs: the .NET 10 SDK, PostgreSQL server binaries (/usr/lib/postgresql/*/bin) and
@@ -227,7 +230,8 @@ cmd_demo() {
     local coordinator="Coordinator/TxCoord.Coordinator.Host/$out/TxCoord.Coordinator.Host.dll"
     local participant="samples/Bank/TxCoord.Samples.Bank.Participant/$out/TxCoord.Samples.Bank.Participant.dll"
     local transfers="samples/Bank/TxCoord.Samples.Bank.Transfers/$out/TxCoord.Samples.Bank.Transfers.dll"
-    require_built "$coordinator" "$participant" "$transfers"
+    local hostile="samples/Bank/TxCoord.Samples.Bank.Hostile/$out/TxCoord.Samples.Bank.Hostile.dll"
+    require_built "$coordinator" "$participant" "$transfers" "$hostile"
 
     local logs="$TXCOORD_RUN_DIR/logs"
     local dashboard_url="http://127.0.0.1:21080"
@@ -301,13 +305,22 @@ cmd_demo() {
         dotnet "$transfers" "$@" || rc=$?
 
     report_dead || echo "run.sh: (a background service died during the run; see above)" >&2
+    if [[ "${TXCOORD_DEMO_HOSTILE:-0}" == 1 && $rc -eq 0 ]]; then
+        # Anyone on the vhost: guest, whom no service's permissions or sender map name.
+        say "TXCOORD_DEMO_HOSTILE=1: forging protocol messages as broker user guest (samples/Bank/TxCoord.Samples.Bank.Hostile)"
+        txc_run_fg env "ConnectionStrings__BankA=$bank_a" \
+            "ConnectionStrings__RabbitMq=$TXCOORD_RABBITMQ" \
+            "TxCoord__CoordinatorId=demo" \
+            dotnet "$hostile" || rc=$?
+        report_dead || echo "run.sh: (a background service died during the hostile-message probe; see above)" >&2
+    fi
     if [[ "${TXCOORD_DEMO_HOLD:-0}" == 1 && $rc -eq 0 ]]; then
         say "TXCOORD_DEMO_HOLD=1: services keep running; coordinator $dashboard_url/health - press Ctrl-C to stop"
         while ! any_dead; do sleep 1; done
         report_dead || true
     fi
     say "logs: $logs/ (kept until the next demo run)"
-    say "demo took $(elapsed); transfers exit code $rc"
+    say "demo took $(elapsed); exit code $rc"
     exit "$rc"
 }
 

@@ -25,7 +25,12 @@ internal static class RecoverTool
         "--participant", $"{system.BankB}={system.BankBConnectionString}",
     ];
 
-    public static async Task<ToolRun> RunAsync(IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null, TimeSpan? timeout = null)
+    public static Task<ToolRun> RunAsync(IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null, TimeSpan? timeout = null) =>
+        RunProgramAsync(Program, "txcoord-recover", arguments, environment, timeout);
+
+    /// <summary>Runs any built command-line program of the repository (<paramref name="name"/> is how the output names it), without the fault switches of the test process.</summary>
+    public static async Task<ToolRun> RunProgramAsync(
+        string program, string name, IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null, TimeSpan? timeout = null)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -34,7 +39,7 @@ internal static class RecoverTool
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
-        start.ArgumentList.Add(Program);
+        start.ArgumentList.Add(program);
         foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
@@ -62,14 +67,14 @@ internal static class RecoverTool
         catch (OperationCanceledException)
         {
             process.Kill(entireProcessTree: true);
-            Assert.Fail($"txcoord-recover {string.Join(' ', arguments)} did not finish in time:{Environment.NewLine}{await output}{await error}");
+            Assert.Fail($"{name} {string.Join(' ', arguments)} did not finish in time:{Environment.NewLine}{await output}{await error}");
         }
 
         var run = new ToolRun(process.ExitCode, await output, await error);
         var shown = run.ToString();
         const int maxShown = 6000;
         await TestContext.Out.WriteLineAsync(
-            $"$ txcoord-recover {string.Join(' ', arguments.Where(a => !a.Contains('=', StringComparison.Ordinal) && !a.StartsWith("Host", StringComparison.Ordinal)))}{Environment.NewLine}" +
+            $"$ {name} {string.Join(' ', arguments.Where(a => !a.Contains('=', StringComparison.Ordinal) && !a.StartsWith("Host", StringComparison.Ordinal)))}{Environment.NewLine}" +
             (shown.Length > maxShown ? shown[..maxShown] + $"{Environment.NewLine}... ({shown.Length - maxShown:N0} more characters)" : shown));
         return run;
     }

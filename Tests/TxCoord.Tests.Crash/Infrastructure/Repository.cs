@@ -18,6 +18,8 @@ internal static class Repository
 
     public static string BankParticipant => Program("samples/Bank/TxCoord.Samples.Bank.Participant", "TxCoord.Samples.Bank.Participant");
 
+    public static string HostileProbe => Program("samples/Bank/TxCoord.Samples.Bank.Hostile", "TxCoord.Samples.Bank.Hostile");
+
     public static string ServicesScript => Path.Combine(Root, "scripts", "services.sh");
 
     /// <summary>The dll of a project built with this configuration; fails the test, saying how to build it, when missing.</summary>
