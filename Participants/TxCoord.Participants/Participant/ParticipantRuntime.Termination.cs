@@ -7,6 +7,7 @@ using TxCoord.Faults;
 using TxCoord.Participants.Security;
 using TxCoord.Security;
 using TxCoord.Participants.PostgreSql;
+using TxCoord.Participants.Protocol;
 
 namespace TxCoord.Participants.Participant;
 
@@ -477,8 +478,8 @@ internal sealed partial class ParticipantRuntime
     {
         var gid = record.Gid;
         var peers = record.Participants.Where(p => p != Id).ToList();
-        var reports = await AskAllAsync(clients, record, peers, round: 0, IsFinal, cancellationToken);
-        var knowing = reports.FirstOrDefault(r => r.State == BranchState.Committed) ?? reports.FirstOrDefault(r => r.State == BranchState.Aborted);
+        var reports = await AskAllAsync(clients, record, peers, round: 0, TerminationRules.AnyFinal, cancellationToken);
+        var knowing = TerminationRules.LearnFromPeers(reports);
         if (knowing is null)
         {
             Log.CooperativeTerminationBlocked(_logger, gid.Transaction, Id.Value, reports.Count, peers.Count);
@@ -516,8 +517,8 @@ internal sealed partial class ParticipantRuntime
         var progress = _terminations.GetOrAdd(gid.Transaction, static (_, start) => new TerminationProgress(start), now - timeout);
         progress.Raise(record.LastElected, now);
         var (highest, lastActivity) = progress.Read();
-        var round = NextRoundLedBy(rank, participants.Count, highest);
-        if (now < lastActivity + (round - highest) * timeout)
+        var round = TerminationRules.NextRoundLedBy(rank, participants.Count, highest);
+        if (!TerminationRules.IsTurnOf(round, highest, lastActivity, timeout, now))
         {
             // An earlier leader's turn, or its round is still running. Still blocked if this
             // participant's own last round found no majority.
@@ -536,7 +537,7 @@ internal sealed partial class ParticipantRuntime
         var gid = record.Gid;
         var now = _time.GetUtcNow();
 
-        var quorum = participants.Count / 2 + 1;
+        var quorum = TerminationRules.Quorum(participants.Count);
         progress.Saw(round, now);
         Log.RoundStarted(_logger, gid.Transaction, Id.Value, round, participants.Count, quorum);
 
@@ -547,7 +548,7 @@ internal sealed partial class ParticipantRuntime
         // possibly a different proposal (models/README.md, finding 4; threepc.pml -DLEADER_JOINS_FIRST).
         var own = await ReportStateAsync(gid, Id, round, cancellationToken);
         var reports = new List<BranchStateReported> { own };
-        if (!IsFinal(reports))
+        if (!TerminationRules.AnyFinal(reports))
         {
             if (!own.Joined)
             {
@@ -556,7 +557,7 @@ internal sealed partial class ParticipantRuntime
                 return TerminationResult.InProgress;
             }
 
-            reports.AddRange(await AskAllAsync(clients, record, participants.Where(p => p != Id), round, IsFinal, cancellationToken));
+            reports.AddRange(await AskAllAsync(clients, record, participants.Where(p => p != Id), round, TerminationRules.AnyFinal, cancellationToken));
         }
 
         foreach (var refused in reports.Where(r => !r.Joined))
@@ -565,24 +566,20 @@ internal sealed partial class ParticipantRuntime
         }
 
         CrashPoint.Hit(CrashPoints.ParticipantTerminationLeader);
-        if (reports.FirstOrDefault(r => r.State is BranchState.Committed or BranchState.Aborted) is { } final)
-        {
-            // Already final somewhere: a commit was decided, or a participant never voted Yes (no PreCommit
-            // can exist) or an abort was decided. No majority needed to repeat a decision.
-            var outcome = reports.Any(r => r.State == BranchState.Committed) ? TransactionOutcome.Committed : TransactionOutcome.Aborted;
-            return await DecideAsync(record, round, outcome, $"participant {final.Participant} is {final.State}", cancellationToken);
-        }
-
+        var decision = TerminationRules.DecideRound(reports, participants.Count);
         var joined = reports.Where(r => r.Joined).ToList();
-        if (joined.Count < quorum)
+        switch (decision.Step)
         {
-            Log.NoQuorum(_logger, gid.Transaction, Id.Value, round, joined.Count, quorum, participants.Count);
-            return reports.Count >= quorum ? TerminationResult.InProgress : TerminationResult.Blocked;
+            case RoundStep.Finish:
+                // Already final somewhere: a commit was decided, or a participant never voted Yes (no PreCommit
+                // can exist) or an abort was decided. No majority needed to repeat a decision.
+                return await DecideAsync(record, round, decision.Outcome, $"participant {decision.Because} is {decision.Outcome}", cancellationToken);
+            case RoundStep.NoQuorum:
+                Log.NoQuorum(_logger, gid.Transaction, Id.Value, round, joined.Count, quorum, participants.Count);
+                return decision.Blocked ? TerminationResult.Blocked : TerminationResult.InProgress;
         }
 
-        var maxAttempt = joined.Max(r => r.LastAttempt);
-        var commit = maxAttempt is { } m && joined.Where(r => r.LastAttempt == m).All(r => r.State == BranchState.PreCommitted);
-        var proposal = commit ? TransactionOutcome.Committed : TransactionOutcome.Aborted;
+        var proposal = decision.Outcome;
         Log.Proposing(_logger, gid.Transaction, Id.Value, round, proposal, joined.Count(r => r.State == BranchState.PreCommitted), joined.Count);
 
         var answers = await ProposeAllAsync(
@@ -593,10 +590,11 @@ internal sealed partial class ParticipantRuntime
         }
 
         var accepted = answers.Count(a => a.Accepted);
-        if (accepted < quorum)
+        var result = TerminationRules.CountAcceptances(accepted, answers.Count, participants.Count, proposal);
+        if (result.Step == RoundStep.NoQuorum)
         {
             Log.NoQuorum(_logger, gid.Transaction, Id.Value, round, accepted, quorum, participants.Count);
-            return answers.Count >= quorum ? TerminationResult.InProgress : TerminationResult.Blocked;
+            return result.Blocked ? TerminationResult.Blocked : TerminationResult.InProgress;
         }
 
         return await DecideAsync(record, round, proposal, $"{accepted} of {participants.Count} participants accepted", cancellationToken);
@@ -628,9 +626,6 @@ internal sealed partial class ParticipantRuntime
 
         return TerminationResult.Finished;
     }
-
-    /// <summary>True when an answer already settles the outcome: a branch that committed or aborted.</summary>
-    private static bool IsFinal(List<BranchStateReported> reports) => reports.Exists(r => r.State is BranchState.Committed or BranchState.Aborted);
 
     /// <summary>
     /// Asks each of <paramref name="participants"/> for its state in <paramref name="round"/>, in parallel: the
@@ -703,10 +698,6 @@ internal sealed partial class ParticipantRuntime
             return null; // dead, partitioned away, busy, or the broker refused the request: not counted
         }
     }
-
-    /// <summary>The first round above <paramref name="highest"/> led by the participant at <paramref name="rank"/>: rounds rotate over the sorted participants.</summary>
-    internal static int NextRoundLedBy(int rank, int participants, int highest) =>
-        highest + 1 + ((((rank - highest) % participants) + participants) % participants);
 
     /// <summary>Remembers activity in a termination round (a state request or proposal from its leader).</summary>
     private void NoteRound(TransactionId transactionId, int round)
