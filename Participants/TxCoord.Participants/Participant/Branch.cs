@@ -55,25 +55,6 @@ internal sealed class Branch(BranchGid gid)
     /// lost some (a restart of this process rolled an earlier branch back) and votes No.
     /// </summary>
     public SortedSet<int> Works { get; } = [];
-
-    /// <summary>
-    /// Null when the branch holds works 1 to <paramref name="expected"/> (or nothing is expected:
-    /// 0), otherwise why it must not prepare.
-    /// </summary>
-    public string? MissingWorks(int expected)
-    {
-        if (expected <= 0 || (Works.Count == expected && Works.Min == 1 && Works.Max == expected))
-        {
-            return null;
-        }
-
-        var missing = Enumerable.Range(1, expected).Where(n => !Works.Contains(n)).ToList();
-        var held = Works.Count == 0 ? "none" : string.Join(", ", Works);
-        return missing.Count > 0
-            ? $"the branch holds works {held} of the {expected} the initiator sent: {(missing.Count == 1 ? "work" : "works")} {string.Join(", ", missing)} {(missing.Count == 1 ? "was" : "were")} lost " +
-              "(this participant restarted after it and rolled its open branch back, or it never arrived)"
-            : $"the branch holds works {held}, more than the {expected} the initiator counted";
-    }
 }
 
 /// <summary>Branches in memory, each operation on one under that branch's lock.</summary>

@@ -6,6 +6,7 @@ using TxCoord.Contracts;
 using TxCoord.Contracts.Security;
 using TxCoord.Faults;
 using TxCoord.Participants.PostgreSql;
+using TxCoord.Participants.Protocol;
 
 namespace TxCoord.Participants.Participant;
 
@@ -167,7 +168,8 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         where TMessage : class
     {
         var gid = branch.Gid;
-        if (sequence > 0 && branch.Phase == BranchPhase.Working && branch.Works.Contains(sequence))
+        var step = BranchRules.OnWork(branch.Phase == BranchPhase.Working, branch.Works, sequence, stored: null);
+        if (step == WorkStep.SkipDuplicate)
         {
             // A redelivery of a work that already ran in this branch (its answer was lost): the
             // work is in the branch once, and running it again would apply it twice.
@@ -175,7 +177,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
             return null;
         }
 
-        if (branch.Phase == BranchPhase.New)
+        if (step == WorkStep.Begin)
         {
             // The status is read on the branch's own connection, before its transaction begins: no
             // pooled checkout of its own, and the work's transaction still starts with the handler's
@@ -192,11 +194,11 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
                 throw;
             }
 
-            if (status != BranchStatus.Unknown)
+            if (BranchRules.OnWork(working: false, branch.Works, sequence, status) == WorkStep.Refuse)
             {
                 await connection.DisposeAsync();
                 _branches.Remove(branch);
-                var reason = $"the transaction's branch is already {status.ToString().ToLowerInvariant()}";
+                var reason = BranchRules.AlreadyEnded(status);
                 Log.WorkRefused(_logger, gid.Transaction, Id.Value, reason);
                 return reason;
             }
@@ -317,15 +319,16 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         var gid = branch.Gid;
         if (branch.Phase == BranchPhase.Working)
         {
-            if (branch.MissingWorks(message.WorkCount) is { } missing)
+            var step = BranchRules.PrepareWorking(branch.Works, message.WorkCount, branch.ReadOnly, message.Protocol, mayVoteReadOnly, out var missing);
+            if (step == PrepareStep.RollBack)
             {
-                await RollBackWorkingAsync(branch, missing, CancellationToken.None);
+                await RollBackWorkingAsync(branch, missing!, CancellationToken.None);
                 return (Vote.No, missing);
             }
 
             try
             {
-                if (mayVoteReadOnly && branch.ReadOnly && message.Protocol == CommitProtocol.TwoPhase)
+                if (step == PrepareStep.TryReadOnly)
                 {
                     if (await BranchStore.TryFinishReadOnlyAsync(branch.Connection!, branch.Transaction!, gid, cancellationToken))
                     {
@@ -358,22 +361,14 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         // Nothing in memory: a duplicate Prepare, a Prepare after a restart, or one that overtook its work.
         var status = await Store.GetStatusAsync(gid, cancellationToken);
         _branches.Remove(branch);
-        switch (status)
+        var stored = BranchRules.VoteFromStatus(status, message.WorkCount);
+        if (stored.Fence)
         {
-            case BranchStatus.Prepared:
-            case BranchStatus.Committed:
-                return (Vote.Yes, null);
-            case BranchStatus.ReadOnly:
-                return (Vote.ReadOnly, null);
-            case BranchStatus.Aborted:
-                return (Vote.No, "the branch was aborted");
-            default:
-                // Fence: the work, if it comes late, must never prepare.
-                await Store.RecordAbortedAsync(gid, cancellationToken);
-                return (Vote.No, message.WorkCount > 0
-                    ? $"no work arrived for this transaction before Prepare (the initiator sent {message.WorkCount}: lost in a restart of this participant, or not delivered yet)"
-                    : "no work arrived for this transaction before Prepare");
+            // Fence: the work, if it comes late, must never prepare.
+            await Store.RecordAbortedAsync(gid, cancellationToken);
         }
+
+        return (stored.Vote, stored.Reason);
     }
 
     public async Task HandleCommitAsync(ConsumeContext<CommitBranch> context)
@@ -511,9 +506,8 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
         var branch = await _branches.AcquireAsync(gid, cancellationToken);
         try
         {
-            if (branch.Phase == BranchPhase.Working)
+            if (!BranchRules.MayCommit(working: branch.Phase == BranchPhase.Working))
             {
-                // The coordinator only commits after a Yes vote, and a Yes vote means the branch left memory prepared.
                 Log.CommitForUnpreparedBranch(_logger, gid.Transaction, Id.Value);
                 return false;
             }
@@ -528,7 +522,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
             catch (Exception e) when (PostgresErrors.IsNoSuchPreparedTransaction(e))
             {
                 var status = await Store.GetStatusAsync(gid, cancellationToken);
-                if (status is BranchStatus.Committed or BranchStatus.ReadOnly)
+                if (BranchRules.CommitAlreadyDone(status))
                 {
                     return true; // a duplicate Commit, a reply lost after the commit ran, or nothing to commit
                 }
@@ -575,7 +569,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
 
             _branches.Remove(branch);
             var status = await Store.GetStatusAsync(gid, cancellationToken);
-            if (status == BranchStatus.Prepared)
+            if (BranchRules.AbortStored(status) == AbortStep.RollBackPrepared)
             {
                 try
                 {
@@ -587,7 +581,7 @@ internal sealed partial class ParticipantRuntime : IAsyncDisposable
                 }
             }
 
-            if (status == BranchStatus.Committed)
+            if (BranchRules.AbortStored(status) == AbortStep.RefuseCommitted)
             {
                 Log.AbortAfterCommit(_logger, gid.Transaction, Id.Value);
                 return false;
